@@ -1,0 +1,150 @@
+"""ResNet backbones: Bottleneck blocks, ResNet-S (TransPose), ResNet-50/101 returning C2–C5.
+
+Module names follow torchvision (``conv1``, ``bn1``, ``layer1`` … ``layer4``, ``downsample.0/1``) so that
+ImageNet and official pose checkpoints load by name.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+NormFactory = Callable[[int], nn.Module]
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """BatchNorm2d with fixed statistics and affine parameters, all stored as buffers (DETR / PRTR)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        bias = self.bias - self.running_mean * scale
+        return x * scale[None, :, None, None] + bias[None, :, None, None]
+
+
+def batch_norm(momentum: float = 0.1) -> NormFactory:
+    """A factory of ``nn.BatchNorm2d(c, momentum=momentum)``."""
+    return lambda c: nn.BatchNorm2d(c, momentum=momentum)
+
+
+class Bottleneck(nn.Module):
+    """ResNet v1.5 bottleneck: 1×1 → 3×3 (stride here) → 1×1 (×4), projection shortcut when shapes change."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, norm: NormFactory | None = None) -> None:
+        super().__init__()
+        norm = norm or batch_norm()
+        out = planes * self.expansion
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = norm(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = norm(planes)
+        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
+        self.bn3 = norm(out)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or inplanes != out:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride=stride, bias=False), norm(out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return self.relu(y + identity)
+
+
+def make_layer(inplanes: int, planes: int, blocks: int, stride: int, norm: NormFactory | None = None) -> nn.Sequential:
+    """``blocks`` bottlenecks, the first with ``stride``; input ``inplanes`` → output ``4·planes`` channels."""
+    layers = [Bottleneck(inplanes, planes, stride, norm)]
+    layers += [Bottleneck(planes * 4, planes, 1, norm) for _ in range(blocks - 1)]
+    return nn.Sequential(*layers)
+
+
+class ResNet(nn.Module):
+    """ResNet stem + ``len(blocks)`` bottleneck stages (widths 64, 128, 256, 512; stride 2 from stage 2 on).
+
+    ``forward(x (B,3,H,W))`` returns a list of the feature maps of ``out_levels`` (stage indices 1..4 = C2..C5,
+    strides 4, 8, 16, 32; channels 256, 512, 1024, 2048).
+
+    Args:
+        blocks: blocks per stage, e.g. ``(3, 4)`` for TransPose's ResNet-S, ``(3, 4, 6, 3)`` for ResNet-50,
+            ``(3, 4, 23, 3)`` for ResNet-101.
+        out_levels: which stages to return (1-based).
+        norm: normalisation factory (``FrozenBatchNorm2d`` for DETR-style frozen backbones).
+        frozen_stages: stages whose parameters get ``requires_grad=False`` (0 = stem only; -1 = none).
+    """
+
+    widths = (64, 128, 256, 512)
+
+    def __init__(
+        self,
+        blocks: Sequence[int],
+        out_levels: Sequence[int] | None = None,
+        norm: NormFactory | None = None,
+        frozen_stages: int = -1,
+    ) -> None:
+        super().__init__()
+        norm = norm or batch_norm()
+        self.blocks = tuple(blocks)
+        self.out_levels = tuple(out_levels or (len(blocks),))
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = norm(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        inplanes = 64
+        for i, n in enumerate(self.blocks):
+            stride = 1 if i == 0 else 2
+            self.add_module(f"layer{i + 1}", make_layer(inplanes, self.widths[i], n, stride, norm))
+            inplanes = self.widths[i] * 4
+        self.channels = [self.widths[i - 1] * 4 for i in self.out_levels]
+        self.strides = [2 ** (i + 1) for i in self.out_levels]
+        self.freeze(frozen_stages)
+
+    def freeze(self, frozen_stages: int) -> None:
+        """Stop gradients to the stem (``frozen_stages >= 0``) and stages ``1..frozen_stages``."""
+        if frozen_stages < 0:
+            return
+        mods: list[nn.Module] = [self.conv1, self.bn1]
+        mods += [getattr(self, f"layer{i}") for i in range(1, frozen_stages + 1)]
+        for m in mods:
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        outs = []
+        for i in range(1, len(self.blocks) + 1):
+            x = getattr(self, f"layer{i}")(x)
+            if i in self.out_levels:
+                outs.append(x)
+        return outs
+
+
+def resnet_s(norm: NormFactory | None = None) -> ResNet:
+    """TransPose's ResNet-S: ResNet-50 stem + layer1 (3 blocks) + layer2 (4 blocks) → 512 ch at stride 8."""
+    return ResNet((3, 4), out_levels=(2,), norm=norm)
+
+
+def resnet50(out_levels: Sequence[int] = (4,), norm: NormFactory | None = None, frozen_stages: int = -1) -> ResNet:
+    """ResNet-50 returning the requested stages (1..4 = C2..C5)."""
+    return ResNet((3, 4, 6, 3), out_levels, norm, frozen_stages)
+
+
+def resnet101(out_levels: Sequence[int] = (4,), norm: NormFactory | None = None, frozen_stages: int = -1) -> ResNet:
+    """ResNet-101 returning the requested stages (1..4 = C2..C5)."""
+    return ResNet((3, 4, 23, 3), out_levels, norm, frozen_stages)
