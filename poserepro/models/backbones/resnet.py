@@ -87,9 +87,14 @@ class ResNet(nn.Module):
         out_levels: which stages to return (1-based).
         norm: normalisation factory (``FrozenBatchNorm2d`` for DETR-style frozen backbones).
         frozen_stages: stages whose parameters get ``requires_grad=False`` (0 = stem only; -1 = none).
+        widths: bottleneck widths of the stages (outputs are 4× these); the stem has ``widths[0]`` channels.
+            Narrower widths make CPU-sized smoke models.
     """
+    expansion = Bottleneck.expansion
 
-    widths = (64, 128, 256, 512)
+    @staticmethod
+    def _make_stage(inplanes: int, planes: int, blocks: int, stride: int, norm: NormFactory) -> nn.Sequential:
+        return make_layer(inplanes, planes, blocks, stride, norm)
 
     def __init__(
         self,
@@ -97,21 +102,23 @@ class ResNet(nn.Module):
         out_levels: Sequence[int] | None = None,
         norm: NormFactory | None = None,
         frozen_stages: int = -1,
+        widths: Sequence[int] = (64, 128, 256, 512),
     ) -> None:
         super().__init__()
         norm = norm or batch_norm()
+        self.widths = tuple(widths)
         self.blocks = tuple(blocks)
         self.out_levels = tuple(out_levels or (len(blocks),))
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = norm(64)
+        self.conv1 = nn.Conv2d(3, self.widths[0], 7, stride=2, padding=3, bias=False)
+        self.bn1 = norm(self.widths[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        inplanes = 64
+        inplanes = self.widths[0]
         for i, n in enumerate(self.blocks):
             stride = 1 if i == 0 else 2
-            self.add_module(f"layer{i + 1}", make_layer(inplanes, self.widths[i], n, stride, norm))
-            inplanes = self.widths[i] * 4
-        self.channels = [self.widths[i - 1] * 4 for i in self.out_levels]
+            self.add_module(f"layer{i + 1}", self._make_stage(inplanes, self.widths[i], n, stride, norm))
+            inplanes = self.widths[i] * self.expansion
+        self.channels = [self.widths[i - 1] * self.expansion for i in self.out_levels]
         self.strides = [2 ** (i + 1) for i in self.out_levels]
         self.freeze(frozen_stages)
 
@@ -135,9 +142,12 @@ class ResNet(nn.Module):
         return outs
 
 
-def resnet_s(norm: NormFactory | None = None) -> ResNet:
-    """TransPose's ResNet-S: ResNet-50 stem + layer1 (3 blocks) + layer2 (4 blocks) → 512 ch at stride 8."""
-    return ResNet((3, 4), out_levels=(2,), norm=norm)
+def resnet_s(norm: NormFactory | None = None, width: int = 64, blocks: Sequence[int] = (3, 4)) -> ResNet:
+    """TransPose's ResNet-S: ResNet-50 stem + layer1 (3 blocks) + layer2 (4 blocks) → 512 ch at stride 8.
+
+    ``width`` < 64 gives a proportionally narrower stem for CPU smoke models (output ``8·width`` channels).
+    """
+    return ResNet(blocks, out_levels=(2,), norm=norm, widths=(width, 2 * width, 4 * width, 8 * width))
 
 
 def resnet50(out_levels: Sequence[int] = (4,), norm: NormFactory | None = None, frozen_stages: int = -1) -> ResNet:
@@ -148,3 +158,44 @@ def resnet50(out_levels: Sequence[int] = (4,), norm: NormFactory | None = None, 
 def resnet101(out_levels: Sequence[int] = (4,), norm: NormFactory | None = None, frozen_stages: int = -1) -> ResNet:
     """ResNet-101 returning the requested stages (1..4 = C2..C5)."""
     return ResNet((3, 4, 23, 3), out_levels, norm, frozen_stages)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (ResNet-18/34): 3×3 (stride here) → 3×3, projection shortcut when shapes change."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, norm: NormFactory | None = None) -> None:
+        super().__init__()
+        norm = norm or batch_norm()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = norm(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = norm(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), norm(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return self.relu(y + identity)
+
+
+class BasicResNet(ResNet):
+    """ResNet-18/34 (basic blocks; stage channels 64, 128, 256, 512 = C2..C5); same interface as :class:`ResNet`."""
+
+    expansion = BasicBlock.expansion
+
+    @staticmethod
+    def _make_stage(inplanes: int, planes: int, blocks: int, stride: int, norm: NormFactory) -> nn.Sequential:
+        layers = [BasicBlock(inplanes, planes, stride, norm)]
+        layers += [BasicBlock(planes, planes, 1, norm) for _ in range(blocks - 1)]
+        return nn.Sequential(*layers)
+
+
+def resnet18(out_levels: Sequence[int] = (4,), norm: NormFactory | None = None, frozen_stages: int = -1) -> ResNet:
+    """ResNet-18 returning the requested stages (1..4 = C2..C5; channels 64, 128, 256, 512)."""
+    return BasicResNet((2, 2, 2, 2), out_levels, norm, frozen_stages)

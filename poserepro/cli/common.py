@@ -1,0 +1,78 @@
+"""CLI plumbing shared by the commands: the console, one-line errors, run-directory lookup."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import typer
+from rich.console import Console
+
+from ..errors import PoseReproError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+STATE: dict[str, Any] = {"debug": os.environ.get("POSEREPRO_DEBUG", "") not in ("", "0")}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(fn: F) -> F:
+    """Turn :class:`PoseReproError` (and Ctrl-C) into one line on stderr and a non-zero exit (unless ``--debug``)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PoseReproError as e:
+            if STATE["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except FloatingPointError as e:
+            if STATE["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+            raise typer.Exit(3) from None
+        except KeyboardInterrupt:
+            err_console.print("[bold red]interrupted[/]: the last completed checkpoint is kept; resume with --resume")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def runs_root() -> Path:
+    """Where run directories go: ``$POSEREPRO_RUNS`` or ``./runs``."""
+    return Path(os.environ.get("POSEREPRO_RUNS", "runs"))
+
+
+def results_dir() -> Path:
+    """Where tidy result tables go: ``$POSEREPRO_RESULTS`` or the repository's ``results/``."""
+    from ..results import RESULTS_DIR
+
+    return Path(os.environ.get("POSEREPRO_RESULTS", RESULTS_DIR))
+
+
+def new_run_dir(recipe_name: str) -> Path:
+    """``runs/<recipe>/<YYYYmmdd-HHMMSS>`` (a suffix is added if it exists)."""
+    base = runs_root() / recipe_name / time.strftime("%Y%m%d-%H%M%S")
+    d, i = base, 1
+    while d.exists():
+        d = base.with_name(f"{base.name}-{i}")
+        i += 1
+    return d
+
+
+def latest_run(recipe_name: str | None = None) -> Path | None:
+    """The most recently modified run directory holding a ``checkpoint.pth`` (of ``recipe_name`` if given)."""
+    root = runs_root()
+    pattern = f"{recipe_name}/*/checkpoint.pth" if recipe_name else "*/*/checkpoint.pth"
+    cands = sorted(root.glob(pattern), key=lambda p: p.stat().st_mtime)
+    return cands[-1].parent if cands else None
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,164 @@
+"""``poserepro eval``: evaluate a recipe / run, or score any COCO keypoint results file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from ..engine.checkpoint import atomic_write_json
+from ..errors import PoseReproError
+from ..recipes import Recipe, load_recipe, recipe_from_dict
+from .common import console, handle_errors, latest_run, results_dir
+
+SHOWN = ("AP", "AP50", "AP75", "APM", "APL", "AR")
+
+
+def metrics_table(title: str, rows: list[tuple[str, dict[str, float]]]) -> Table:
+    """A rich table with one line per evaluated setting."""
+    t = Table(title=title)
+    t.add_column("setting")
+    for m in SHOWN:
+        t.add_column(m, justify="right")
+    for name, met in rows:
+        t.add_row(name, *(f"{met.get(m, float('nan')):.3f}" for m in SHOWN))
+    return t
+
+
+def tidy_rows(recipe: Recipe, metrics: dict[str, float], split: str, boxes: str, flip: bool,
+              run_dir: Path | None, params: int | None = None, dataset: str | None = None) -> list[dict[str, Any]]:
+    """Long-format rows (one per metric) for :func:`poserepro.results.append_rows`."""
+    from ..results import environment, now
+
+    env = environment()
+    base = {
+        "recipe": recipe.name, "model": recipe.model.name, "paper": recipe.paper.name,
+        "table_ref": recipe.paper.table_ref, "dataset": dataset or recipe.data.dataset, "split": split,
+        "input_size": f"{recipe.data.input_size[1]}x{recipe.data.input_size[0]}", "boxes": boxes,
+        "flip": flip, "params": params or "", "device": recipe.train.device, "git_sha": env["git_sha"],
+        "torch": env["torch"], "timestamp": now(), "seed": recipe.train.seed, "run_dir": str(run_dir or ""),
+    }
+    rows = []
+    for m, v in metrics.items():
+        paper = recipe.paper.value / 100 if (m == recipe.paper.metric and recipe.paper.value) else ""
+        rows.append({**base, "metric": m, "value": float(v), "paper_value": paper})
+    return rows
+
+
+def resolve_target(target: str | None) -> tuple[Recipe, Path | None]:
+    """A recipe stem/path or a run directory (or nothing: the latest run) → (recipe, run dir or None)."""
+    import yaml
+
+    if target is None:
+        run = latest_run()
+        if run is None:
+            raise PoseReproError(
+                "no trained run found under runs/: train one (`poserepro train RECIPE`) or name a recipe with "
+                "--weights FILE"
+            )
+        target = str(run)
+    p = Path(target)
+    if p.is_dir():
+        rf = p / "recipe.yaml"
+        if not rf.is_file():
+            raise PoseReproError(f"{p} is not a run directory (no recipe.yaml): pass a run dir or a recipe name")
+        return recipe_from_dict(yaml.safe_load(rf.read_text()) or {}), p
+    rec = load_recipe(target)
+    return rec, latest_run(rec.name)
+
+
+@handle_errors
+def eval_cmd(
+    target: Annotated[Optional[str], typer.Argument(help="Recipe, run directory, or nothing (= latest run).")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Model weights (default: the run's checkpoint).")] = None,
+    split: Annotated[str, typer.Option(help="val | test-dev (| train).")] = "val",
+    gt_boxes: Annotated[Optional[bool], typer.Option("--gt-boxes/--det-boxes",
+                        help="GT person boxes, or detector boxes (default: the recipe's, i.e. the paper's).")] = None,
+    det_file: Annotated[Optional[Path], typer.Option(help="Detector person-box file (COCO detection JSON).")] = None,
+    flip: Annotated[Optional[bool], typer.Option("--flip/--no-flip", help="Flip test (default from recipe).")] = None,
+    ann: Annotated[Optional[Path], typer.Option(help="Annotation file (overrides the recipe's split).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Image directory for --ann.")] = None,
+    results: Annotated[Optional[Path], typer.Option(help="Score this COCO keypoint results JSON against --ann.")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="pycocotools | xtcocotools.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Recipe override section.key=value.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Where predictions go (default: the run dir).")] = None,
+    record: Annotated[bool, typer.Option(help="Append tidy rows to results/evaluations.csv.")] = True,
+) -> None:
+    """Evaluate a model (COCO AP with rescoring + OKS-NMS), or score an existing results file."""
+    if results is not None:
+        _score_file(results, ann, backend or "pycocotools", json_out)
+        return
+    import torch
+
+    from ..engine.checkpoint import load_model_weights
+    from ..engine.loop import build_model, evaluate
+    from ..recipes import apply_overrides
+    from ..results import append_rows
+
+    rec, run = resolve_target(target)
+    if set_:
+        rec = recipe_from_dict(apply_overrides(rec.to_dict(), set_), rec.name)
+    if backend:
+        rec = recipe_from_dict(apply_overrides(rec.to_dict(), [f"eval.backend={backend}"]), rec.name)
+    w = weights or (str(run / "checkpoint.pth") if run else rec.model.weights)
+    if w is None:
+        raise PoseReproError(f"no weights for {rec.name!r}: train it first (`poserepro train {rec.name}`) or pass "
+                             "--weights FILE")
+    model = build_model(rec)
+    load_model_weights(model, w)
+    params = sum(p.numel() for p in model.parameters())
+    use_gt = rec.eval.use_gt_boxes if gt_boxes is None else gt_boxes
+    if det_file is not None and gt_boxes is None:
+        use_gt = False
+    fl = rec.eval.flip if flip is None else flip
+    dest = out_dir or run or Path("runs") / rec.name / "eval"
+    boxes = "gt" if use_gt else "detected"
+    console.print(f"[bold]eval[/] {rec.name} on {split} ({boxes} boxes, flip {'on' if fl else 'off'}) weights {w}")
+    with torch.inference_mode():
+        res = evaluate(model, rec, dest, split=split, use_gt_boxes=use_gt, det_file=det_file, flip=fl,
+                       ann_file=ann, image_dir=images)
+    console.print(f"{res.num_crops} person crops → {res.num_results} results → {res.results_file}")
+    if split == "test-dev":
+        _testdev(res.results_file, rec, dest)
+        return
+    console.print(metrics_table(f"{rec.name}: COCO keypoints, {split}", [(f"{boxes} boxes", res.metrics)]))
+    if json_out:
+        atomic_write_json(json_out, res.metrics)
+    if record:
+        dataset = "custom" if ann else rec.data.dataset
+        path = append_rows(results_dir() / "evaluations.csv",
+                           tidy_rows(rec, res.metrics, split, boxes, fl, run, params, dataset))
+        console.print(f"tidy rows appended to {path}")
+
+
+def _testdev(results_file: Path, rec: Recipe, dest: Path) -> None:
+    from ..data.coco import read_json
+    from ..engine.data import split_files
+    from ..evaluation.testdev import SUBMIT_HELP, load_image_info, write_submission
+
+    files = split_files(rec.data, "test-dev")
+    ids = load_image_info(files.ann_file)
+    res = read_json(results_file, "results file")
+    js, zp = write_submission(res, dest, rec.name.replace("-", "_"), ids)
+    console.print(f"test-dev submission: {js}\nzipped: {zp}")
+    console.print(SUBMIT_HELP)
+
+
+def _score_file(results: Path, ann: Path | None, backend: str, json_out: Path | None) -> None:
+    from ..evaluation.coco import evaluate_keypoints
+
+    if ann is None:
+        raise PoseReproError("--results needs --ann GT.json (the COCO keypoint annotation file to score against)")
+    if backend not in ("pycocotools", "xtcocotools"):
+        raise PoseReproError(f"unknown backend {backend!r}: use pycocotools or xtcocotools")
+    metrics = evaluate_keypoints(ann, results, backend=backend)  # type: ignore[arg-type]
+    console.print(metrics_table(f"{results.name} vs {ann.name}", [(backend, metrics)]))
+    if json_out:
+        atomic_write_json(json_out, metrics)
+        console.print(f"metrics written to {json_out}")
+    else:
+        console.print(json.dumps({k: round(v, 4) for k, v in metrics.items()}))

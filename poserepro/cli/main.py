@@ -1,0 +1,86 @@
+"""The ``poserepro`` command line: a thin Typer layer over the library.
+
+Each command group lives in its own module; errors a user can cause print as one line (``--debug`` for the
+traceback).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from . import data as data_cli
+from .common import STATE, console, handle_errors
+from .demo import demo_cmd
+from .evaluate import eval_cmd
+from .synth import synth_cmd
+from .train import train_cmd
+
+app = typer.Typer(
+    name="poserepro", help="Reproduction suite for transformer-based 2D human pose estimation.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
+) -> None:
+    if debug:
+        STATE["debug"] = True
+
+
+class ListWhat(str, Enum):
+    models = "models"
+    recipes = "recipes"
+
+
+@app.command("list")
+@handle_errors
+def list_cmd(
+    what: Annotated[ListWhat, typer.Argument(help="models or recipes")] = ListWhat.recipes,
+    pattern: Annotated[Optional[str], typer.Argument(help="Shell-style filter, e.g. 'transpose_*'.")] = None,
+) -> None:
+    """List registered models or recipes (with the paper row each recipe reproduces)."""
+    import fnmatch
+
+    from ..recipes import list_recipes, load_recipe
+    from ..registry import list_models
+
+    if what is ListWhat.models:
+        names = list_models(pattern or "*")
+        t = Table(title=f"{len(names)} models")
+        t.add_column("model")
+        for n in names:
+            t.add_row(n)
+        console.print(t)
+        return
+    t = Table(title="recipes")
+    for c in ("recipe", "model", "paper row", "paper value"):
+        t.add_column(c)
+    for stem in list_recipes():
+        if pattern and not fnmatch.fnmatch(stem, pattern):
+            continue
+        r = load_recipe(stem)
+        value = f"{r.paper.metric} {r.paper.value}" if r.paper.value is not None else ""
+        t.add_row(stem, r.model.name, f"{r.paper.name} {r.paper.table_ref}".strip(), value)
+    console.print(t)
+
+
+data_cli.app.command("synth")(synth_cmd)
+app.add_typer(data_cli.app, name="data", help="Download, verify and synthesise datasets.")
+app.command("train")(train_cmd)
+app.command("eval")(eval_cmd)
+app.command("demo")(demo_cmd)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

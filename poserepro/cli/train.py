@@ -1,0 +1,60 @@
+"""``poserepro train RECIPE [--set k=v ...] [--resume]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..errors import PoseReproError
+from ..recipes import load_recipe
+from .common import console, handle_errors, latest_run, new_run_dir
+
+
+def progress_bar() -> Progress:
+    """A rich progress bar showing epoch, loss, lr and throughput."""
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+        transient=False,
+    )
+
+
+def run_training(recipe, run_dir: Path, resume: bool, weights: str | None = None):  # noqa: ANN001, ANN201
+    """Train with a progress bar; returns :class:`~poserepro.engine.loop.TrainResult`."""
+    from ..engine.loop import train
+
+    with progress_bar() as bar:
+        task = bar.add_task("train", total=recipe.schedule.epochs, info="")
+
+        def cb(s: dict) -> None:
+            info = f"loss {s['loss']:.5f}  lr {s['lr']:.2e}  {s['ips']:.0f} img/s  step {s['step']}/{s['steps']}"
+            bar.update(task, completed=s["epoch"] + s["step"] / s["steps"], info=info,
+                       description=f"epoch {s['epoch'] + 1}/{s['epochs']}")
+
+        result = train(recipe, run_dir, resume=resume, progress=cb, init_weights=weights)
+        bar.update(task, completed=recipe.schedule.epochs)
+    return result
+
+
+@handle_errors
+def train_cmd(
+    recipe: Annotated[str, typer.Argument(help="Recipe stem (see `poserepro list recipes`) or a YAML path.")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override: section.key=value (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option(help="Resume the latest run of this recipe (or --run-dir).")] = False,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<recipe>/<time>).")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Initial weights (checkpoint path).")] = None,
+) -> None:
+    """Train a recipe; checkpoints every epoch, logs JSON lines, writes the resolved recipe into the run dir."""
+    rec = load_recipe(recipe, set_ or [])
+    if resume and run_dir is None:
+        run_dir = latest_run(rec.name)
+        if run_dir is None:
+            raise PoseReproError(f"nothing to resume: no run of {rec.name!r} under runs/; start without --resume")
+    run_dir = run_dir or new_run_dir(rec.name)
+    console.print(f"[bold]train[/] {rec.name} ({rec.model.name}) → {run_dir}")
+    result = run_training(rec, run_dir, resume, weights)
+    console.print(f"done: {result.epochs} epochs, last loss {result.last_loss:.5f}, {result.seconds:.0f} s; "
+                  f"checkpoint {result.checkpoint}")

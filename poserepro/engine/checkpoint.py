@@ -1,0 +1,105 @@
+"""Checkpoints and atomic file writes.
+
+A checkpoint holds everything needed to resume: model, optimizer, scheduler, scaler, epoch, recipe, and RNG
+state. Files are written atomically (temporary file in the same directory, fsync, ``os.replace``) so an
+interrupted save never corrupts the previous checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Atomic text write (UTF-8)."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
+    """Atomic JSON write."""
+    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """``torch.save`` ``state`` atomically."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint saved by :func:`save_checkpoint` (or a plain state dict) with ``weights_only=True``.
+
+    Raises :class:`CheckpointError` for a missing, truncated or non-PyTorch file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {p} does not exist: check the path or pass --weights")
+    try:
+        obj = torch.load(p, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        msg = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise CheckpointError(f"checkpoint {p} is corrupt or not a PyTorch file ({msg}): re-save or re-download it") from None
+    except Exception as e:  # pickle.UnpicklingError and friends
+        raise CheckpointError(f"checkpoint {p} is corrupt or not a PyTorch checkpoint ({type(e).__name__}): re-save or re-download it") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"checkpoint {p} holds a {type(obj).__name__}, not a state dict")
+    return obj
+
+
+def model_state_from(obj: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The model state dict inside a poserepro checkpoint, or ``obj`` itself when it is a plain state dict."""
+    state = obj.get("model", obj)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError("checkpoint holds no model state dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_model_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) -> None:
+    """Load model weights from a checkpoint file; shape / key mismatches become one-line CheckpointErrors."""
+    state = model_state_from(load_checkpoint(path))
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    bad = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    if bad:
+        k = bad[0]
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this model: {k} has shape {tuple(state[k].shape)} but the model "
+            f"expects {tuple(own[k].shape)} ({len(bad)} mismatches); is it for another model or num_joints?"
+        )
+    if strict and (missing or unexpected):
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this model: {len(missing)} missing key(s) (e.g. {missing[:2]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:2]}); is it for another model?"
+        )
+    model.load_state_dict(state, strict=strict)

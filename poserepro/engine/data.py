@@ -1,0 +1,126 @@
+"""From a recipe to datasets: where the files are, GT vs detector boxes, synthetic generation on demand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data.coco import (
+    AugmentCfg, PersonRecord, TopDownDataset, check_images_exist, det_person_records, gt_person_records,
+    image_only_records,
+)
+from ..data.keypoints import get_spec
+from ..errors import DataError
+from ..recipes import DataCfg, Recipe
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    """Files of one split: annotation (or image-info) file, image directory, optional detector boxes."""
+
+    ann_file: Path
+    image_dir: Path
+    det_file: Path | None
+    has_gt: bool = True
+
+
+def ensure_synthetic(cfg: DataCfg) -> Path:
+    """Generate the synthetic benchmark at ``cfg.root`` unless it is already there with the same config."""
+    import json
+
+    from ..data.synthetic import SynthConfig, synthesize
+
+    root = Path(cfg.root)
+    want = SynthConfig(num_train=cfg.synth_images, num_val=cfg.synth_val_images, seed=cfg.synth_seed)
+    marker = root / "synth_config.json"
+    if marker.is_file() and (root / "annotations" / "person_keypoints_val.json").is_file():
+        try:
+            have = json.loads(marker.read_text())
+        except json.JSONDecodeError:
+            have = {}
+        if have.get("num_train") == want.num_train and have.get("num_val") == want.num_val \
+                and have.get("seed") == want.seed:
+            return root
+    synthesize(root, want)
+    return root
+
+
+def split_files(cfg: DataCfg, split: str) -> SplitFiles:
+    """Resolve the files of ``split`` (``train`` | ``val`` | ``test-dev``) for the recipe's dataset."""
+    root = Path(cfg.root)
+    if cfg.dataset == "synthetic":
+        ensure_synthetic(cfg)
+        if split == "test-dev":
+            raise DataError("the synthetic benchmark has no test-dev split: use --split val")
+        det = root / "detections" / "person_detections_val.json" if split == "val" else None
+        return SplitFiles(root / "annotations" / f"person_keypoints_{split}.json", root / "images" / split, det)
+    if split == "train":
+        return SplitFiles(root / cfg.train_ann, root / cfg.train_images, None)
+    if split == "val":
+        det = _resolve(root, cfg.det_file)
+        return SplitFiles(root / cfg.val_ann, root / cfg.val_images, det)
+    if split == "test-dev":
+        return SplitFiles(root / cfg.test_info, root / cfg.test_images, _resolve(root, cfg.test_det_file), False)
+    raise DataError(f"unknown split {split!r}: use train, val or test-dev")
+
+
+def _resolve(root: Path, p: str | None) -> Path | None:
+    if p is None:
+        return None
+    q = Path(p)
+    return q if q.is_absolute() or q.exists() else root / q
+
+
+def person_records(
+    recipe: Recipe, split: str, use_gt_boxes: bool | None = None, det_file: str | Path | None = None,
+    ann_file: str | Path | None = None, image_dir: str | Path | None = None,
+) -> tuple[list[PersonRecord], SplitFiles]:
+    """Person records of a split: GT boxes for training; for evaluation GT boxes or a detector file."""
+    d = recipe.data
+    files = split_files(d, split) if ann_file is None else SplitFiles(
+        Path(ann_file), Path(image_dir) if image_dir else Path(ann_file).parent / "images", None)
+    if det_file is not None:
+        files = SplitFiles(files.ann_file, files.image_dir, Path(det_file), files.has_gt)
+    aspect = d.input_size[0] / d.input_size[1]
+    gt = recipe.eval.use_gt_boxes if use_gt_boxes is None else use_gt_boxes
+    if split == "train":
+        gt = True
+    if not files.has_gt:
+        if files.det_file is None:
+            raise DataError("test-dev has no GT boxes: pass --det-file with person detections for test-dev")
+        recs = image_only_records(files.ann_file, files.image_dir, files.det_file, aspect, d.bbox_padding,
+                                  recipe.eval.image_thre)
+    elif gt:
+        recs = gt_person_records(files.ann_file, files.image_dir, aspect, d.bbox_padding, d.num_joints)
+    else:
+        if files.det_file is None:
+            raise DataError(f"no detector-box file for split {split!r}: pass --det-file FILE or --gt-boxes")
+        if not Path(files.det_file).is_file():
+            raise DataError(
+                f"detector-box file {files.det_file} does not exist: download it (see `poserepro data download "
+                "coco --parts dets`) and pass --det-file, or evaluate with --gt-boxes"
+            )
+        recs = det_person_records(files.ann_file, files.image_dir, files.det_file, aspect, d.bbox_padding,
+                                  recipe.eval.image_thre, d.num_joints)
+    limit = d.max_train_samples if split == "train" else d.max_val_samples
+    if limit is not None:
+        recs = recs[:limit]
+    if not recs:
+        raise DataError(f"split {split!r} has no persons to {'train' if split == 'train' else 'evaluate'} on "
+                        f"({files.ann_file})")
+    check_images_exist(recs)
+    return recs, files
+
+
+def make_dataset(recipe: Recipe, records: list[PersonRecord], train: bool) -> TopDownDataset:
+    """A :class:`TopDownDataset` configured from the recipe's data section."""
+    d = recipe.data
+    spec = get_spec("coco" if d.num_joints == 17 else "mpii")
+    aug = AugmentCfg(d.flip_prob, d.scale_factor, d.rot_factor, d.rot_prob, d.half_body_prob,
+                     d.half_body_min_joints)
+    upper = tuple(range(11)) if d.num_joints == 17 else (7, 8, 9, 10, 11, 12, 13, 14, 15)
+    return TopDownDataset(
+        records, d.input_size, d.heatmap_size, d.sigma, train=train, augment=aug, flip_pairs=spec.flip_pairs,
+        num_joints=d.num_joints, color_rgb=d.color_rgb, target=d.target, seed=recipe.train.seed,
+        upper_body_ids=upper, with_targets=train, convention=d.affine,
+    )

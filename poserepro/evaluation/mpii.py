@@ -1,0 +1,267 @@
+"""MPII PCKh evaluation against the official ``gt_valid.mat`` layout (as used by HRNet / TransPose / PRTR).
+
+``gt_valid.mat`` holds, for N validation persons:
+
+* ``dataset_joints``: cell array (1, 16) of joint names (``rank rkne rhip lhip lkne lank pelv thor neck head
+  rwri relb rsho lsho lelb lwri``),
+* ``jnt_missing``: (16, N), 1 where a joint is not labelled,
+* ``pos_gt_src``: (16, 2, N) ground-truth x/y in **1-based** (MATLAB) pixel coordinates,
+* ``headboxes_src``: (2, 2, N) head rectangle, ``[0, :, n]`` = (x1, y1) and ``[1, :, n]`` = (x2, y2).
+
+PCKh (Andriluka et al. 2014, as computed by the HRNet code base): predictions are made 1-based (+1), the
+head size of a person is 0.6 x the head-box diagonal, and a joint is correct when its error divided by the
+head size is <= the threshold; rates are over labelled joints only. Reported parts average left and right;
+``Mean`` weights every joint by its number of labelled instances and excludes pelvis and thorax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from poserepro.errors import DataError
+
+#: Joint names of ``dataset_joints`` in the official file, in index order.
+MPII_EVAL_JOINT_NAMES: tuple[str, ...] = (
+    "rank",
+    "rkne",
+    "rhip",
+    "lhip",
+    "lkne",
+    "lank",
+    "pelv",
+    "thor",
+    "neck",
+    "head",
+    "rwri",
+    "relb",
+    "rsho",
+    "lsho",
+    "lelb",
+    "lwri",
+)
+
+#: Head size = SC_BIAS x head-box diagonal (the MPII evaluation's constant).
+SC_BIAS = 0.6
+
+#: Reported parts -> joint names averaged (left/right).
+PCKH_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Head", ("head",)),
+    ("Shoulder", ("lsho", "rsho")),
+    ("Elbow", ("lelb", "relb")),
+    ("Wrist", ("lwri", "rwri")),
+    ("Hip", ("lhip", "rhip")),
+    ("Knee", ("lkne", "rkne")),
+    ("Ankle", ("lank", "rank")),
+)
+
+_EXCLUDED_FROM_MEAN = ("pelv", "thor")
+
+_ALIASES = {
+    "htop": "head",
+    "head_top": "head",
+    "upnk": "neck",
+    "upper_neck": "neck",
+    "pelvis": "pelv",
+    "thorax": "thor",
+}
+
+
+@dataclass(frozen=True)
+class MPIIGroundTruth:
+    """The content of a ``gt_valid.mat`` file (arrays in the official layout, see the module docstring)."""
+
+    dataset_joints: tuple[str, ...]
+    jnt_missing: np.ndarray  # (16, N) int
+    pos_gt_src: np.ndarray  # (16, 2, N) float, 1-based
+    headboxes_src: np.ndarray  # (2, 2, N) float
+
+    @property
+    def num_persons(self) -> int:
+        """N, the number of evaluated persons."""
+        return int(self.pos_gt_src.shape[2])
+
+    def headsizes(self) -> np.ndarray:
+        """(N,) head sizes: ``SC_BIAS * ||(x2, y2) - (x1, y1)||``."""
+        return SC_BIAS * np.linalg.norm(self.headboxes_src[1] - self.headboxes_src[0], axis=0)
+
+    def joint_index(self, name: str) -> int:
+        """Index of joint ``name`` (``head``, ``lsho``, ...) in this file's order."""
+        return self.dataset_joints.index(name)
+
+
+def _names(raw: object) -> tuple[str, ...]:
+    arr = np.asarray(raw)
+    names: list[str] = []
+    if arr.dtype == object:
+        for x in arr.reshape(-1):
+            v = np.asarray(x).reshape(-1)
+            names.append(str(v[0]).strip() if v.size else "")
+    elif arr.dtype.kind in "US":
+        names = [str(x).strip() for x in arr.reshape(-1)]
+    return tuple(_ALIASES.get(n.lower(), n.lower()) for n in names)
+
+
+def _check(gt: MPIIGroundTruth, where: str) -> MPIIGroundTruth:
+    if gt.pos_gt_src.ndim != 3 or gt.pos_gt_src.shape[:2] != (16, 2):
+        raise DataError(f"{where}: pos_gt_src has shape {gt.pos_gt_src.shape}, expected (16, 2, N)")
+    n = gt.pos_gt_src.shape[2]
+    if gt.jnt_missing.shape != (16, n):
+        raise DataError(f"{where}: jnt_missing has shape {gt.jnt_missing.shape}, expected (16, {n})")
+    if gt.headboxes_src.shape != (2, 2, n):
+        raise DataError(f"{where}: headboxes_src has shape {gt.headboxes_src.shape}, expected (2, 2, {n})")
+    if len(gt.dataset_joints) != 16 or set(MPII_EVAL_JOINT_NAMES) - set(gt.dataset_joints):
+        raise DataError(f"{where}: dataset_joints {list(gt.dataset_joints)} are not the 16 MPII joint names")
+    return gt
+
+
+def make_gt(
+    pos_gt_src: np.ndarray,
+    jnt_missing: np.ndarray,
+    headboxes_src: np.ndarray,
+    dataset_joints: Sequence[str] = MPII_EVAL_JOINT_NAMES,
+) -> MPIIGroundTruth:
+    """Build a validated :class:`MPIIGroundTruth` from arrays in the official layout."""
+    gt = MPIIGroundTruth(
+        dataset_joints=tuple(_names(np.array(list(dataset_joints), dtype=object))),
+        jnt_missing=np.asarray(jnt_missing).astype(np.int64),
+        pos_gt_src=np.asarray(pos_gt_src, dtype=np.float64),
+        headboxes_src=np.asarray(headboxes_src, dtype=np.float64),
+    )
+    return _check(gt, "MPII ground truth")
+
+
+def load_gt_valid(mat_path: str | Path) -> MPIIGroundTruth:
+    """Read an official-layout ``gt_valid.mat`` (keys ``dataset_joints``, ``jnt_missing``, ``pos_gt_src``,
+    ``headboxes_src``); DataError when missing, unreadable or of the wrong shapes."""
+    import scipy.io
+
+    path = Path(mat_path)
+    if not path.is_file():
+        raise DataError(
+            f"{path} not found: get gt_valid.mat with the HRNet-style MPII annotations "
+            "(`poserepro data download mpii --parts json` says where)"
+        )
+    try:
+        mat = scipy.io.loadmat(str(path))
+    except Exception as err:  # scipy raises ValueError / MatReadError / OSError for broken files
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"{path} is not a readable .mat file ({reason})") from None
+    missing = [k for k in ("dataset_joints", "jnt_missing", "pos_gt_src", "headboxes_src") if k not in mat]
+    if missing:
+        raise DataError(f"{path} lacks {', '.join(missing)}: not a gt_valid.mat-style file")
+    gt = MPIIGroundTruth(
+        dataset_joints=_names(mat["dataset_joints"]),
+        jnt_missing=np.asarray(mat["jnt_missing"]).astype(np.int64),
+        pos_gt_src=np.asarray(mat["pos_gt_src"], dtype=np.float64),
+        headboxes_src=np.asarray(mat["headboxes_src"], dtype=np.float64),
+    )
+    return _check(gt, str(path))
+
+
+def write_gt_valid(
+    mat_path: str | Path,
+    pos_gt_src: np.ndarray,
+    jnt_missing: np.ndarray,
+    headboxes_src: np.ndarray,
+    dataset_joints: Sequence[str] = MPII_EVAL_JOINT_NAMES,
+) -> Path:
+    """Write arrays in the official layout to ``mat_path`` (``dataset_joints`` as a 1x16 cell array).
+
+    Args:
+        pos_gt_src: (16, 2, N) 1-based ground-truth joints.
+        jnt_missing: (16, N), 1 = not labelled.
+        headboxes_src: (2, 2, N) head boxes, ``[0]`` = top-left, ``[1]`` = bottom-right.
+    """
+    import scipy.io
+
+    gt = make_gt(pos_gt_src, jnt_missing, headboxes_src, dataset_joints)
+    cells = np.empty((1, 16), dtype=object)
+    for i, name in enumerate(gt.dataset_joints):
+        cells[0, i] = name
+    path = Path(mat_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(
+        str(path),
+        {
+            "dataset_joints": cells,
+            "jnt_missing": gt.jnt_missing.astype(np.float64),
+            "pos_gt_src": gt.pos_gt_src,
+            "headboxes_src": gt.headboxes_src,
+        },
+    )
+    return path
+
+
+def pckh(
+    preds: np.ndarray,
+    gt: MPIIGroundTruth | str | Path,
+    thresholds: Sequence[float] = (0.5, 0.1),
+) -> dict[str, float]:
+    """PCKh of ``preds`` against ``gt``, in percent.
+
+    Follows the HRNet/MPII evaluation: predictions are shifted by +1 (MATLAB indexing), head size =
+    ``0.6 * ||head-box diagonal||``, a labelled joint is correct when ``error / head size <= threshold``.
+    Parts average left and right; ``Mean`` is the labelled-count-weighted mean over all joints except
+    pelvis and thorax. The second threshold is exactly 0.1: HRNet's code prints "Mean@0.1" from row 11 of
+    ``np.arange(0, 0.51, 0.01)``, i.e. threshold 0.11, an indexing slip we do not reproduce.
+
+    Args:
+        preds: (N, 16, 2) predicted x/y in 0-based pixel coordinates of the original images, in the order of
+            the persons in ``gt`` (the order of ``valid.json``).
+        gt: ground truth or a path to a ``gt_valid.mat``-style file.
+        thresholds: normalised-distance thresholds.
+
+    Returns:
+        ``{"PCKh@0.5/Head": ..., "PCKh@0.5/Shoulder": ..., ..., "PCKh@0.5/Mean": ..., "PCKh@0.1/Mean": ...}``
+        (Head, Shoulder, Elbow, Wrist, Hip, Knee, Ankle, Mean for every threshold); NaN where a part has no
+        labelled joint.
+    """
+    if not isinstance(gt, MPIIGroundTruth):
+        gt = load_gt_valid(gt)
+    p = np.asarray(preds, dtype=np.float64)
+    if p.ndim != 3 or p.shape[1:] != (16, 2):
+        raise DataError(f"MPII predictions have shape {p.shape}, expected (N, 16, 2)")
+    if p.shape[0] != gt.num_persons:
+        raise DataError(
+            f"{p.shape[0]} MPII predictions for {gt.num_persons} ground-truth persons: predict every "
+            "person of valid.json, in order"
+        )
+
+    pos_pred = np.transpose(p + 1.0, (1, 2, 0))  # (16, 2, N), 1-based like pos_gt_src
+    labelled = gt.jnt_missing == 0  # (16, N)
+    err = np.linalg.norm(pos_pred - gt.pos_gt_src, axis=1)  # (16, N)
+    heads = gt.headsizes()  # (N,)
+    bad = np.flatnonzero(~(np.isfinite(heads) & (heads > 0)) & labelled.any(axis=0))
+    if bad.size:
+        raise DataError(
+            f"person {int(bad[0])} (and {bad.size - 1} more) has an empty head box in the ground truth; "
+            "fix headboxes_src"
+        )
+    safe_heads = np.where(heads > 0, heads, 1.0)
+    scaled = err / safe_heads[None, :]
+    count = labelled.sum(axis=1).astype(np.float64)  # (16,)
+
+    idx = {name: gt.joint_index(name) for name in MPII_EVAL_JOINT_NAMES}
+    mean_mask = np.ones(16, dtype=bool)
+    for name in _EXCLUDED_FROM_MEAN:
+        mean_mask[idx[name]] = False
+    weights = np.where(mean_mask, count, 0.0)
+
+    out: dict[str, float] = {}
+    for thr in thresholds:
+        correct = ((scaled <= thr) & labelled).sum(axis=1).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_joint = np.where(count > 0, 100.0 * correct / np.where(count > 0, count, 1.0), np.nan)
+        key = f"PCKh@{thr:g}"
+        for part, names in PCKH_PARTS:
+            vals = [per_joint[idx[n]] for n in names if count[idx[n]] > 0]
+            out[f"{key}/{part}"] = float(np.mean(vals)) if vals else float("nan")
+        total = weights.sum()
+        out[f"{key}/Mean"] = (
+            float(np.sum(np.nan_to_num(per_joint) * weights) / total) if total > 0 else float("nan")
+        )
+    return out

@@ -1,0 +1,1 @@
+"""poserepro test suite."""

@@ -1,0 +1,52 @@
+"""Shared test fixtures: paths of the real mini fixtures, a tiny synthetic dataset, isolated run/result dirs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+FIXTURES = SHARED / "fixtures"
+if not FIXTURES.is_dir():  # a clone elsewhere: look next to the repository's parent too
+    FIXTURES = Path("/work/shared/fixtures")
+COCO_MINI = FIXTURES / "coco-mini"
+MPII_MINI = FIXTURES / "mpii-mini"
+
+
+@pytest.fixture(autouse=True)
+def _isolate_outputs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never write runs or result rows into the repository during tests."""
+    base = tmp_path_factory.mktemp("outputs")
+    monkeypatch.setenv("POSEREPRO_RUNS", str(base / "runs"))
+    monkeypatch.setenv("POSEREPRO_RESULTS", str(base / "results"))
+
+
+@pytest.fixture(scope="session")
+def coco_mini(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the real COCO mini fixture (4 val2017 images, 14 persons, detector boxes)."""
+    if not COCO_MINI.is_dir():
+        pytest.skip(f"fixture {COCO_MINI} not available")
+    dst = tmp_path_factory.mktemp("coco_mini") / "coco-mini"
+    shutil.copytree(COCO_MINI, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic benchmark (24 train / 8 val images) shared by the CLI tests."""
+    from poserepro.data.synthetic import SynthConfig, synthesize
+
+    root = tmp_path_factory.mktemp("synth") / "synthetic"
+    synthesize(root, SynthConfig(num_train=24, num_val=8, seed=3), workers=1)
+    return root
+
+
+def tiny_overrides(root: Path, epochs: int = 1) -> list[str]:
+    """``--set`` overrides that make the smoke recipe train in seconds on ``tiny_synth``."""
+    return [
+        f"data.root={root}", "data.synth_images=24", "data.synth_val_images=8", "data.synth_seed=3",
+        f"schedule.epochs={epochs}", "train.batch_size=8", "data.workers=0", "eval.batch_size=16",
+    ]
