@@ -34,7 +34,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
 
 @pytest.fixture(scope="module")
 def medium(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
-    return synthesize(tmp_path_factory.mktemp("medium"), MEDIUM, workers=2)
+    return synthesize(tmp_path_factory.mktemp("medium"), MEDIUM, workers=1)
 
 
 def _load(path: Path) -> dict:
@@ -113,13 +113,16 @@ def test_deterministic_and_independent_of_workers(tiny: SynthSummary, tmp_path: 
             assert (again.image_dirs[split] / img.name).read_bytes() == img.read_bytes()
     assert again.det_file.read_bytes() == tiny.det_file.read_bytes()
 
-    other = synthesize(tmp_path / "other", replace(TINY, seed=4), workers=2)
+    other = synthesize(tmp_path / "other", replace(TINY, seed=4), workers=1)
     assert other.ann_files["train"].read_bytes() != tiny.ann_files["train"].read_bytes()
     assert other.det_file.read_bytes() != tiny.det_file.read_bytes()
 
 
 def test_left_right_distinguishable(medium: SynthSummary) -> None:
-    """Left limbs are warm (red > blue), right limbs cool (blue > red): sample the middle of visible forearms/shins."""
+    """Left limbs are warm (red > blue), right limbs cool (blue > red).
+
+    Samples the middle of forearms / shins whose two end keypoints are visible.
+    """
     warmth: dict[str, list[float]] = {"left": [], "right": []}
     for split in ("train", "val"):
         data = _load(medium.ann_files[split])
@@ -215,3 +218,12 @@ def test_bad_arguments_raise(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(DataError, match="writable"):
         synthesize(blocker / "sub", TINY)
+
+
+def test_worker_write_failure_is_a_data_error(tmp_path: Path) -> None:
+    """An OSError inside a worker process (here: a missing folder) comes back as a one-line DataError."""
+    from poserepro.data.synthetic import _run_workers
+
+    tasks = [(TINY, "train", i, str(tmp_path / "missing" / f"{i}.jpg")) for i in range(4)]
+    with pytest.raises(DataError, match="missing"):
+        list(_run_workers(tasks, 2))

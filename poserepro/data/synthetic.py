@@ -1,6 +1,7 @@
 """Embedded procedural synthetic multi-person 2-D pose benchmark, written in real COCO keypoint format.
 
-:func:`synthesize` renders ``num_train + num_val`` images of articulated "stick-and-capsule" people and writes::
+:func:`synthesize` renders ``num_train + num_val`` images of articulated "stick-and-capsule" people and
+writes::
 
     out_dir/images/{train,val}/%012d.jpg
     out_dir/annotations/person_keypoints_{train,val}.json   # COCO keypoints (17 joints, COCO order)
@@ -47,14 +48,19 @@ import colorsys
 import functools
 import json
 import math
-import multiprocessing
 import os
+import pickle
+import queue
+import struct
+import subprocess
 import sys
+import tempfile
+import threading
+import traceback
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -100,7 +106,9 @@ SKELETON: tuple[tuple[int, int], ...] = (
 )  # fmt: skip
 
 #: Left/right keypoint pairs (0-based), for flip augmentation and flip test.
-FLIP_PAIRS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+FLIP_PAIRS: tuple[tuple[int, int], ...] = (
+    (1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16),
+)  # fmt: skip
 
 #: The COCO person category entry.
 PERSON_CATEGORY: dict[str, Any] = {
@@ -624,15 +632,24 @@ def _smooth_noise(rng: np.random.Generator, w: int, h: int, cells: int, channels
     return cv2.resize(grid, (w, h), interpolation=cv2.INTER_LINEAR if (mw, mh) != (w, h) else cv2.INTER_CUBIC)
 
 
-@functools.lru_cache(maxsize=4)
+def _bank_pad(w: int, h: int) -> int:
+    """Margin of the white-noise bank: a full image size for small images, 64 px for big ones (memory)."""
+    return min(w, h) if w * h <= 512 * 512 else 64
+
+
+@functools.lru_cache(maxsize=2)
 def _white_noise_bank(seed: int, w: int, h: int) -> np.ndarray:
-    """A (2h, 2w, 3) standard-normal bank per process; images take random crops (much faster than sampling)."""
-    return _rng(seed, _BANK_CODE).standard_normal((2 * h, 2 * w, 3), dtype=np.float32)
+    """A standard-normal bank a little larger than one image, made once per process; images take random crops
+    of it, which is much faster than sampling fresh noise per image."""
+    pad = _bank_pad(w, h)
+    return _rng(seed, _BANK_CODE).standard_normal((h + pad, w + pad, 3), dtype=np.float32)
 
 
 def _white_noise(rng: np.random.Generator, seed: int, w: int, h: int) -> np.ndarray:
+    """Per-pixel, per-channel unit Gaussian noise of shape (h, w, 3) (a random crop of the bank)."""
     bank = _white_noise_bank(seed, w, h)
-    oy, ox = int(rng.integers(0, h + 1)), int(rng.integers(0, w + 1))
+    pad = _bank_pad(w, h)
+    oy, ox = int(rng.integers(0, pad + 1)), int(rng.integers(0, pad + 1))
     return bank[oy : oy + h, ox : ox + w]
 
 
@@ -718,10 +735,12 @@ def _draw_person(
     for side, hue in (("L", left_hue), ("R", right_hue)):
         sat, val = rng.uniform(0.55, 1.0), rng.uniform(0.55, 1.0)
         cols[side + "arm"] = _hsv(hue, sat, val)
-        cols[side + "farm"] = _hsv(hue + rng.uniform(-10, 10), sat * rng.uniform(0.8, 1.0), val * rng.uniform(0.8, 1.1))
+        fhue = hue + rng.uniform(-10, 10)
+        cols[side + "farm"] = _hsv(fhue, sat * rng.uniform(0.8, 1.0), val * rng.uniform(0.8, 1.1))
         leg_hue = hue + rng.uniform(-15, 15)
         cols[side + "leg"] = _hsv(leg_hue, rng.uniform(0.55, 1.0), rng.uniform(0.5, 0.95))
-        cols[side + "shin"] = _hsv(leg_hue + rng.uniform(-8, 8), rng.uniform(0.55, 1.0), rng.uniform(0.5, 0.95))
+        shue = leg_hue + rng.uniform(-8, 8)
+        cols[side + "shin"] = _hsv(shue, rng.uniform(0.55, 1.0), rng.uniform(0.5, 0.95))
     torso_col = _hsv(rng.uniform(0, 360), rng.uniform(0.05, 0.55), rng.uniform(0.3, 0.95))
     skin_base = np.array(_SKIN[int(rng.integers(len(_SKIN)))], dtype=np.float64)
     skin = tuple(float(c) for c in np.clip(skin_base * rng.uniform(0.9, 1.1), 0, 255))
@@ -747,8 +766,10 @@ def _draw_person(
         limb(ank, toe, R["foot"], R["foot"] * 0.85, shoe, (ank,), 0.006)
     parts.append((person.torso_z, "torso", (), (_LSHO, _RSHO, _LHIP, _RHIP)))
     neck_depth = float(person.z[_NECK] + person.z[_HEAD]) / 2 - 0.002 * person.stature
-    parts.append((neck_depth, "limb", (_NECK, _HEAD, R["neck"], R["neck"], _scale(skin, 0.85)), (_LSHO, _RSHO)))
-    parts.append((float(person.z[_HEAD]) + 0.003 * person.stature, "head", (), (_NOSE, _LEYE, _REYE, _LEAR, _REAR)))
+    neck = (_NECK, _HEAD, R["neck"], R["neck"], _scale(skin, 0.85))
+    parts.append((neck_depth, "limb", neck, (_LSHO, _RSHO)))
+    head_depth = float(person.z[_HEAD]) + 0.003 * person.stature
+    parts.append((head_depth, "head", (), (_NOSE, _LEYE, _REYE, _LEAR, _REAR)))
 
     order = sorted(range(len(parts)), key=lambda i: parts[i][0])
     own: dict[int, list[int]] = {k: [] for k in range(17)}
@@ -768,7 +789,8 @@ def _draw_person(
             # a lighter inner panel (shirt front / back) for some shading
             ctr = person.torso_xy.mean(axis=0)
             inner = ctr + 0.7 * (person.torso_xy - ctr) + 0.01 * person.stature * light
-            cv2.fillConvexPoly(img, cv2.convexHull(_fix(inner)), _scale(torso_col, 1.05, 8.0), cv2.LINE_AA, _SHIFT)
+            panel = cv2.convexHull(_fix(inner))
+            cv2.fillConvexPoly(img, panel, _scale(torso_col, 1.05, 8.0), cv2.LINE_AA, _SHIFT)
         else:
             _draw_head(img, layer, lid, person, skin, hair)
     return own
@@ -790,7 +812,7 @@ def _draw_head(
         fz = float(np.clip(f[2], 0.0, 1.0))
         rf = r * (0.55 + 0.3 * fz)
         fxy = f[:2]
-        face_c = c + fxy * (r - rf - 0.05 * r) / max(float(np.linalg.norm(fxy)), 1.0) + np.array([0.0, 0.08 * r])
+        face_c = c + fxy * (0.95 * r - rf) + np.array([0.0, 0.08 * r])  # |fxy| <= 1: stays inside the head
         _disc(img, face_c, rf, skin)
     for ear in (_LEAR, _REAR):
         if person.face_vis[ear] and f[2] > 0.55:  # frontal view: ears stick out beside the face
@@ -828,7 +850,10 @@ def _draw_occluders(
                 cv2.ellipse(target, tuple(_fix(ctr)), axes, angle, 0, 360, c, -1, aa, _SHIFT)
         else:
             k = 4 if kind == 1 else int(rng.integers(5, 8))
-            ang = np.sort(rng.uniform(0, 2 * np.pi, k)) if kind == 2 else np.arange(4) * np.pi / 2 + rng.uniform(0, 1)
+            if kind == 2:
+                ang = np.sort(rng.uniform(0, 2 * np.pi, k))
+            else:
+                ang = np.arange(4) * np.pi / 2 + rng.uniform(0, 1)
             rad = sz * (rng.uniform(0.6, 1.0, k) if kind == 2 else np.ones(k))
             poly = cv2.convexHull(_fix(ctr + np.stack([np.cos(ang) * rad, np.sin(ang) * rad], axis=1)))
             cv2.fillConvexPoly(img, poly, col, cv2.LINE_AA, _SHIFT)
@@ -906,7 +931,8 @@ def _render(cfg: SynthConfig, split: str, index: int) -> tuple[np.ndarray, list[
             covered = lid != 0 and lid not in owned[i][k]
             if k in p.face_vis and not p.face_vis[k]:
                 covered = True
-            kps += [round(min(max(x, 0.0), w - 1.0), 2), round(min(max(y, 0.0), h - 1.0), 2), 1 if covered else 2]
+            xc, yc = round(min(max(x, 0.0), w - 1.0), 2), round(min(max(y, 0.0), h - 1.0), 2)
+            kps += [xc, yc, 1 if covered else 2]
             nvis += 1
         anns.append(
             {
@@ -928,10 +954,6 @@ def _work(task: tuple[SynthConfig, str, int, str]) -> list[dict[str, Any]]:
         raise RuntimeError(f"JPEG encoding failed for {path}")
     _atomic_write_bytes(Path(path), buf.tobytes())
     return anns
-
-
-def _worker_init() -> None:
-    cv2.setNumThreads(1)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1003,11 +1025,110 @@ def _make_detections(
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _mp_context() -> Any:
-    methods = multiprocessing.get_all_start_methods()
-    if sys.platform.startswith("linux") and "fork" in methods:
-        return multiprocessing.get_context("fork")  # workers only use numpy / cv2; avoids re-importing torch
-    return multiprocessing.get_context()
+# Worker processes are fresh interpreters started with subprocess: forking the caller is unsafe once it
+# has used OpenCV's or torch's thread pools (children deadlock), and multiprocessing's spawn / forkserver
+# re-import an unguarded ``__main__`` script.  To start fast, a worker registers bare ``poserepro`` and
+# ``poserepro.data`` package stubs pointing at this source tree, so only this module and ``errors`` are
+# imported (not torch).
+# Frames on the result pipe: 8-byte little-endian length + pickle.
+_WORKER_BOOT = (
+    "import os, sys, types\n"
+    "out = os.fdopen(os.dup(1), 'wb')\n"
+    "os.dup2(2, 1)\n"  # anything printed by imports goes to stderr, not into the result pipe
+    "for name, path in (('poserepro', sys.argv[1]), ('poserepro.data', os.path.join(sys.argv[1], 'data'))):\n"
+    "    mod = types.ModuleType(name)\n"
+    "    mod.__path__ = [path]\n"
+    "    sys.modules[name] = mod\n"
+    "from poserepro.data.synthetic import _serve\n"
+    "_serve(sys.stdin.buffer, out)\n"
+)
+
+
+def _serve(inp: BinaryIO, out: BinaryIO) -> None:
+    """Worker-process main loop: read a pickled list of ``(position, task)``, stream back results."""
+    cv2.setNumThreads(1)
+    jobs = pickle.load(inp)
+    for pos, task in jobs:
+        try:
+            frame = pickle.dumps(("ok", pos, _work(task)), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as e:  # reported to the parent, which raises it there
+            kind = "oserror" if isinstance(e, OSError) else "error"
+            frame = pickle.dumps((kind, pos, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+            out.write(struct.pack("<Q", len(frame)) + frame)
+            out.flush()
+            return
+        out.write(struct.pack("<Q", len(frame)) + frame)
+        out.flush()
+
+
+def _read_frames(stream: BinaryIO, q: queue.Queue[Any]) -> None:
+    """Reader thread: forward every frame of one worker to ``q``; ``None`` marks the end of the stream."""
+    try:
+        while True:
+            head = stream.read(8)
+            if len(head) < 8:
+                break
+            (n,) = struct.unpack("<Q", head)
+            q.put(pickle.loads(stream.read(n)))
+    finally:
+        q.put(None)
+
+
+def _run_workers(
+    tasks: list[tuple[SynthConfig, str, int, str]], nproc: int
+) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """Render ``tasks`` in ``nproc`` worker processes; yields ``(position, annotations)`` as they finish."""
+    pkg_dir = str(Path(__file__).resolve().parents[1])  # workers import this very copy of poserepro
+    procs: list[tuple[subprocess.Popen[bytes], Any]] = []
+    threads: list[threading.Thread] = []
+    q: queue.Queue[Any] = queue.Queue()
+    try:
+        for _ in range(nproc):
+            err = tempfile.TemporaryFile()
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_BOOT, pkg_dir], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=err, close_fds=True,
+            )  # fmt: skip
+            procs.append((proc, err))
+            t = threading.Thread(target=_read_frames, args=(proc.stdout, q), daemon=True)
+            t.start()
+            threads.append(t)
+        for k, (proc, _) in enumerate(procs):
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(pickle.dumps([(i, tasks[i]) for i in range(k, len(tasks), nproc)]))
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # the worker died at start-up; reported below from its exit status
+        open_streams = nproc
+        while open_streams:
+            item = q.get()
+            if item is None:
+                open_streams -= 1
+                continue
+            kind, pos, payload = item
+            if kind == "oserror":
+                raise DataError(f"writing synthetic image {tasks[pos][3]} failed: {payload.splitlines()[0]}")
+            if kind != "ok":
+                raise RuntimeError(f"synthetic worker failed on {tasks[pos][3]}:\n{payload}")
+            yield pos, payload
+        for proc, err in procs:
+            if proc.wait() != 0:
+                err.seek(0)
+                tail = err.read().decode(errors="replace")[-3000:]
+                raise RuntimeError(f"synthetic worker exited with status {proc.returncode}:\n{tail}")
+    finally:
+        for proc, _err in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for t in threads:
+            t.join(timeout=5)
+        for proc, err in procs:
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None and not pipe.closed:
+                    pipe.close()
+            err.close()
 
 
 def _prepare_dirs(root: Path) -> dict[str, Path]:
@@ -1057,6 +1178,14 @@ def synthesize(
         raise DataError("out_dir is empty; give a directory for the synthetic dataset")
     root = Path(out_dir).expanduser()
     dirs = _prepare_dirs(root)
+    marker = root / "synth_config.json"
+    try:  # the config file marks a complete dataset: drop a stale one until this run has finished
+        marker.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        msg = f"cannot replace {marker}: {e.strerror or e}; remove it or pick another out_dir"
+        raise DataError(msg) from None
 
     counts = {"train": int(config.num_train), "val": int(config.num_val)}
     total = sum(counts.values())
@@ -1071,32 +1200,33 @@ def synthesize(
             images[split].append({"id": image_id, "file_name": name, "width": w, "height": h})
             tasks.append((config, split, index, str(dirs[split] / name)))
 
-    def run() -> Iterator[list[dict[str, Any]]]:
-        nproc = min(workers, max(1, len(tasks) // 8))
-        if nproc <= 1:
-            yield from map(_work, tasks)
-            return
-        with ProcessPoolExecutor(nproc, mp_context=_mp_context(), initializer=_worker_init) as ex:
-            yield from ex.map(_work, tasks, chunksize=max(1, min(32, len(tasks) // (nproc * 8))))
-
-    results: list[list[dict[str, Any]]] = []
-    for done, anns in enumerate(run(), start=1):
-        results.append(anns)
-        if progress is not None:
-            progress(done, total)
+    # Worker processes cost ~1-2 s to start (they import poserepro); use them only for bigger jobs.
+    nproc = min(workers, len(tasks) // 8)
+    results: list[list[dict[str, Any]] | None] = [None] * len(tasks)
+    stream = _run_workers(tasks, nproc) if nproc > 1 else ((i, _work(t)) for i, t in enumerate(tasks))
+    try:
+        for done, (pos, anns) in enumerate(stream, start=1):
+            results[pos] = anns
+            if progress is not None:
+                progress(done, total)
+    finally:
+        stream.close()  # stops worker processes early if anything above raised
+    assert all(r is not None for r in results)
 
     ann_files: dict[str, Path] = {}
     num_persons: dict[str, int] = {}
-    per_split: dict[str, list[list[dict[str, Any]]]] = {"train": results[: counts["train"]],
-                                                          "val": results[counts["train"]:]}  # fmt: skip
+    per_split: dict[str, list[list[dict[str, Any]]]] = {
+        "train": results[: counts["train"]],  # type: ignore[dict-item]
+        "val": results[counts["train"] :],  # type: ignore[dict-item]
+    }
     for split in SPLITS:
         ann_id = 0 if split == "train" else VAL_ID_OFFSET
         annotations: list[dict[str, Any]] = []
         for im, anns in zip(images[split], per_split[split]):
             for a in anns:
                 ann_id += 1
-                a_full = {"id": ann_id, "image_id": im["id"], "category_id": 1, **a, "iscrowd": 0, "segmentation": []}
-                annotations.append(a_full)
+                head = {"id": ann_id, "image_id": im["id"], "category_id": 1}
+                annotations.append({**head, **a, "iscrowd": 0, "segmentation": []})
         coco = {
             "info": {
                 "description": "poserepro procedural synthetic 2-D pose benchmark",
@@ -1118,7 +1248,8 @@ def synthesize(
     _atomic_write_bytes(det_file, _dump_json(_make_detections(config, images["val"], per_split["val"])))
 
     cfg_json = {**asdict(config), "generator_version": GENERATOR_VERSION}
-    _atomic_write_bytes(root / "synth_config.json", json.dumps(cfg_json, indent=2, sort_keys=True).encode() + b"\n")
+    cfg_text = json.dumps(cfg_json, indent=2, sort_keys=True, default=lambda o: o.item()) + "\n"
+    _atomic_write_bytes(marker, cfg_text.encode())
     return SynthSummary(
         root=root,
         num_images=dict(counts),
