@@ -80,6 +80,7 @@ class DataCfg:
     workers: int = 2
     max_train_samples: int | None = None
     max_val_samples: int | None = None
+    pipeline: Literal["opencv", "fast"] = "opencv"  # training crops: per-sample OpenCV, or cached + batched on device
 
 
 @dataclass(frozen=True)

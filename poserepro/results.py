@@ -17,7 +17,7 @@ from .engine.checkpoint import atomic_write_text
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 
 COLUMNS = (
-    "recipe", "model", "paper", "table_ref", "dataset", "split", "input_size", "boxes", "flip", "metric",
+    "recipe", "variant", "model", "paper", "table_ref", "dataset", "split", "input_size", "boxes", "flip", "metric",
     "value", "paper_value", "params", "gflops", "device", "git_sha", "torch", "timestamp", "seed", "run_dir",
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,8 +15,8 @@ from .common import console, handle_errors, new_run_dir, results_dir
 @handle_errors
 def demo_cmd(
     recipe: Annotated[str, typer.Option(help="Smoke recipe to run.")] = "transpose-r-smoke",
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Recipe override section.key=value.")] = None,
-    run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<recipe>/<time>).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Recipe override section.key=value.")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Run directory (default runs/<recipe>/<time>).")] = None,
 ) -> None:
     """Synthesise the benchmark, train a smoke TransPose-R on CPU, evaluate it (detector and GT boxes, flip test)."""
     import torch
@@ -34,7 +34,7 @@ def demo_cmd(
     run_dir = run_dir or new_run_dir(rec.name)
     console.print(f"[bold]2/3 train[/]: {rec.name} ({rec.model.name}), {rec.schedule.epochs} epochs → {run_dir}")
     result = run_training(rec, run_dir, resume=False)
-    console.print(f"[bold]3/3 eval[/]: synthetic val, flip test on, pycocotools")
+    console.print("[bold]3/3 eval[/]: synthetic val, flip test on, pycocotools")
     model = result_model(rec, result.checkpoint)
     params = sum(p.numel() for p in model.parameters())
     rows, table_rows = [], []

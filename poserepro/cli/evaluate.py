@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -15,16 +15,18 @@ from ..recipes import Recipe, load_recipe, recipe_from_dict
 from .common import console, handle_errors, latest_run, results_dir
 
 SHOWN = ("AP", "AP50", "AP75", "APM", "APL", "AR")
+SHOWN_MPII = ("PCKh@0.5/Head", "PCKh@0.5/Shoulder", "PCKh@0.5/Elbow", "PCKh@0.5/Wrist", "PCKh@0.5/Hip",
+              "PCKh@0.5/Knee", "PCKh@0.5/Ankle", "PCKh@0.5/Mean", "PCKh@0.1/Mean")
 
 
-def metrics_table(title: str, rows: list[tuple[str, dict[str, float]]]) -> Table:
+def metrics_table(title: str, rows: list[tuple[str, dict[str, float]]], shown: tuple[str, ...] = SHOWN) -> Table:
     """A rich table with one line per evaluated setting."""
     t = Table(title=title)
     t.add_column("setting")
-    for m in SHOWN:
-        t.add_column(m, justify="right")
+    for m in shown:
+        t.add_column(m.replace("PCKh@", "").replace("/", " "), justify="right")
     for name, met in rows:
-        t.add_row(name, *(f"{met.get(m, float('nan')):.3f}" for m in SHOWN))
+        t.add_row(name, *(f"{met.get(m, float('nan')):.3f}" for m in shown))
     return t
 
 
@@ -72,20 +74,20 @@ def resolve_target(target: str | None) -> tuple[Recipe, Path | None]:
 
 @handle_errors
 def eval_cmd(
-    target: Annotated[Optional[str], typer.Argument(help="Recipe, run directory, or nothing (= latest run).")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Model weights (default: the run's checkpoint).")] = None,
+    target: Annotated[str | None, typer.Argument(help="Recipe, run directory, or nothing (= latest run).")] = None,
+    weights: Annotated[str | None, typer.Option(help="Model weights (default: the run's checkpoint).")] = None,
     split: Annotated[str, typer.Option(help="val | test-dev (| train).")] = "val",
-    gt_boxes: Annotated[Optional[bool], typer.Option("--gt-boxes/--det-boxes",
+    gt_boxes: Annotated[bool | None, typer.Option("--gt-boxes/--det-boxes",
                         help="GT person boxes, or detector boxes (default: the recipe's, i.e. the paper's).")] = None,
-    det_file: Annotated[Optional[Path], typer.Option(help="Detector person-box file (COCO detection JSON).")] = None,
-    flip: Annotated[Optional[bool], typer.Option("--flip/--no-flip", help="Flip test (default from recipe).")] = None,
-    ann: Annotated[Optional[Path], typer.Option(help="Annotation file (overrides the recipe's split).")] = None,
-    images: Annotated[Optional[Path], typer.Option(help="Image directory for --ann.")] = None,
-    results: Annotated[Optional[Path], typer.Option(help="Score this COCO keypoint results JSON against --ann.")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="pycocotools | xtcocotools.")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Recipe override section.key=value.")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option(help="Where predictions go (default: the run dir).")] = None,
+    det_file: Annotated[Path | None, typer.Option(help="Detector person-box file (COCO detection JSON).")] = None,
+    flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="Flip test (default from recipe).")] = None,
+    ann: Annotated[Path | None, typer.Option(help="Annotation file (overrides the recipe's split).")] = None,
+    images: Annotated[Path | None, typer.Option(help="Image directory for --ann.")] = None,
+    results: Annotated[Path | None, typer.Option(help="Score this COCO keypoint results JSON against --ann.")] = None,
+    backend: Annotated[str | None, typer.Option(help="pycocotools | xtcocotools.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Recipe override section.key=value.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Where predictions go (default: the run dir).")] = None,
     record: Annotated[bool, typer.Option(help="Append tidy rows to results/evaluations.csv.")] = True,
 ) -> None:
     """Evaluate a model (COCO AP with rescoring + OKS-NMS), or score an existing results file."""
@@ -122,10 +124,13 @@ def eval_cmd(
         res = evaluate(model, rec, dest, split=split, use_gt_boxes=use_gt, det_file=det_file, flip=fl,
                        ann_file=ann, image_dir=images)
     console.print(f"{res.num_crops} person crops → {res.num_results} results → {res.results_file}")
-    if split == "test-dev":
+    if split == "test-dev" and rec.data.dataset != "mpii":
         _testdev(res.results_file, rec, dest)
         return
-    console.print(metrics_table(f"{rec.name}: COCO keypoints, {split}", [(f"{boxes} boxes", res.metrics)]))
+    mpii = rec.data.dataset == "mpii"
+    kind = "MPII PCKh" if mpii else "COCO keypoints"
+    console.print(metrics_table(f"{rec.name}: {kind}, {split}", [(f"{boxes} boxes", res.metrics)],
+                                SHOWN_MPII if mpii else SHOWN))
     if json_out:
         atomic_write_json(json_out, res.metrics)
     if record:

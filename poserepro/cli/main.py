@@ -7,12 +7,13 @@ traceback).
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from . import data as data_cli
+from .ablate import ablate_cmd
 from .common import STATE, console, handle_errors
 from .demo import demo_cmd
 from .evaluate import eval_cmd
@@ -42,7 +43,7 @@ class ListWhat(str, Enum):
 @handle_errors
 def list_cmd(
     what: Annotated[ListWhat, typer.Argument(help="models or recipes")] = ListWhat.recipes,
-    pattern: Annotated[Optional[str], typer.Argument(help="Shell-style filter, e.g. 'transpose_*'.")] = None,
+    pattern: Annotated[str | None, typer.Argument(help="Shell-style filter, e.g. 'transpose_*'.")] = None,
 ) -> None:
     """List registered models or recipes (with the paper row each recipe reproduces)."""
     import fnmatch
@@ -75,6 +76,7 @@ app.add_typer(data_cli.app, name="data", help="Download, verify and synthesise d
 app.command("train")(train_cmd)
 app.command("eval")(eval_cmd)
 app.command("demo")(demo_cmd)
+app.command("ablate")(ablate_cmd)
 
 
 def main() -> None:

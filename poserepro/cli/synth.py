@@ -37,7 +37,8 @@ def synth_cmd(
     t0 = time.perf_counter()
     cfg = SynthConfig(num_train=images, num_val=val_images, seed=seed, persons_per_image=_range(persons_per_image))
     s = synthesize(out, cfg, workers=workers)
-    console.print(f"wrote {s.num_images} images, {s.num_persons} persons to {s.root} in {time.perf_counter() - t0:.1f} s")
+    secs = time.perf_counter() - t0
+    console.print(f"wrote {s.num_images} images, {s.num_persons} persons to {s.root} in {secs:.1f} s")
     for split, f in s.ann_files.items():
         console.print(f"  {split}: {f}")
     console.print(f"  detector boxes (val): {s.det_file}")

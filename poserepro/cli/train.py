@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -23,9 +24,13 @@ def progress_bar() -> Progress:
 
 
 def run_training(recipe, run_dir: Path, resume: bool, weights: str | None = None):  # noqa: ANN001, ANN201
-    """Train with a progress bar; returns :class:`~poserepro.engine.loop.TrainResult`."""
+    """Train with a progress bar (rank 0 only under torchrun); returns :class:`~poserepro.engine.loop.TrainResult`."""
+    import os
+
     from ..engine.loop import train
 
+    if os.environ.get("RANK", "0") != "0":
+        return train(recipe, run_dir, resume=resume, progress=None, init_weights=weights)
     with progress_bar() as bar:
         task = bar.add_task("train", total=recipe.schedule.epochs, info="")
 
@@ -42,10 +47,10 @@ def run_training(recipe, run_dir: Path, resume: bool, weights: str | None = None
 @handle_errors
 def train_cmd(
     recipe: Annotated[str, typer.Argument(help="Recipe stem (see `poserepro list recipes`) or a YAML path.")],
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override: section.key=value (repeatable).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")] = None,
     resume: Annotated[bool, typer.Option(help="Resume the latest run of this recipe (or --run-dir).")] = False,
-    run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<recipe>/<time>).")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Initial weights (checkpoint path).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Run directory (default runs/<recipe>/<time>).")] = None,
+    weights: Annotated[str | None, typer.Option(help="Initial weights (checkpoint path).")] = None,
 ) -> None:
     """Train a recipe; checkpoints every epoch, logs JSON lines, writes the resolved recipe into the run dir."""
     rec = load_recipe(recipe, set_ or [])
@@ -54,7 +59,10 @@ def train_cmd(
         if run_dir is None:
             raise PoseReproError(f"nothing to resume: no run of {rec.name!r} under runs/; start without --resume")
     run_dir = run_dir or new_run_dir(rec.name)
-    console.print(f"[bold]train[/] {rec.name} ({rec.model.name}) → {run_dir}")
+    main = os.environ.get("RANK", "0") == "0"
+    if main:
+        console.print(f"[bold]train[/] {rec.name} ({rec.model.name}) → {run_dir}")
     result = run_training(rec, run_dir, resume, weights)
-    console.print(f"done: {result.epochs} epochs, last loss {result.last_loss:.5f}, {result.seconds:.0f} s; "
+    if main:
+        console.print(f"done: {result.epochs} epochs, last loss {result.last_loss:.5f}, {result.seconds:.0f} s; "
                   f"checkpoint {result.checkpoint}")

@@ -62,3 +62,74 @@ def all_gather_objects(obj: object) -> list[object]:
     out: list[object] = [None] * get_world_size()
     tdist.all_gather_object(out, obj)
     return out
+
+
+# --- SyncBatchNorm that also runs on CPU (gloo) -------------------------------------------------------------
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """All-reduce (sum) whose backward is the all-reduce (sum) of the incoming gradients."""
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        tdist.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        g = grad.contiguous().clone()
+        tdist.all_reduce(g)
+        return g
+
+
+class GlooSyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """BatchNorm with statistics over all ranks, for CPU tensors (gloo) — ``nn.SyncBatchNorm`` is GPU-only and
+    DDP refuses it on CPU modules.
+
+    In training inside a process group the per-channel sums and sums of squares (float64) are summed over the
+    ranks with a differentiable all-reduce, so forward and backward see the whole global batch exactly like one
+    BatchNorm over it in a single process; running statistics are updated like BatchNorm (unbiased variance,
+    ``momentum``). Otherwise it is plain BatchNorm. The state dict is BatchNorm's: checkpoints load into models
+    with or without it.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:  # noqa: A002 - torch's argument name
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        if not self.training or not is_dist() or get_world_size() == 1:
+            return super().forward(input)
+        self._check_input_dim(input)
+        c = input.shape[1]
+        dims = [0, *range(2, input.dim())]
+        x64 = input.double()
+        count = torch.tensor([input.numel() / max(c, 1)], dtype=torch.float64, device=input.device)
+        stats = _SumOverRanks.apply(torch.cat([x64.sum(dims), (x64 * x64).sum(dims), count]))
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = (stats[c:2 * c] / n - mean * mean).clamp_min(0.0)
+        shape = [1, c] + [1] * (input.dim() - 2)
+        y = (input - mean.to(input.dtype).view(shape)) * torch.rsqrt(var + self.eps).to(input.dtype).view(shape)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                unbiased = var * n / (n - 1).clamp_min(1.0)
+                self.running_mean.mul_(1 - m).add_(mean.to(self.running_mean.dtype), alpha=m)
+                self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var.dtype), alpha=m)
+        return y
+
+
+def convert_sync_batchnorm(model: torch.nn.Module, device: str = "cpu") -> torch.nn.Module:
+    """Every BatchNorm → synchronised BatchNorm: ``nn.SyncBatchNorm`` on GPUs, :class:`GlooSyncBatchNorm` on CPU."""
+    if not device.startswith("cpu"):
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    bn = torch.nn.modules.batchnorm._BatchNorm
+    for m in model.modules():
+        if isinstance(m, bn) and not isinstance(m, (torch.nn.SyncBatchNorm, GlooSyncBatchNorm)):
+            m.__class__ = GlooSyncBatchNorm  # same state as BatchNorm{1,2,3}d; only forward differs
+    return model

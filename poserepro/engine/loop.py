@@ -11,10 +11,11 @@ import inspect
 import json
 import random
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,7 +76,9 @@ def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def compute_loss(model: nn.Module, outputs: Any, batch: dict[str, Any], criterion: nn.Module) -> tuple[torch.Tensor, dict]:
+def compute_loss(
+    model: nn.Module, outputs: Any, batch: dict[str, Any], criterion: nn.Module
+) -> tuple[torch.Tensor, dict]:
     """Heatmap models: joints MSE (or Sinkhorn) against ``batch['heatmaps']``; others: ``model.loss``."""
     core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     if getattr(core, "output_type", "heatmap") == "heatmap":
@@ -103,6 +106,20 @@ def _make_criterion(recipe: Recipe) -> nn.Module:
     return JointsMSELoss()
 
 
+TRANSFER_PREFIX = "transfer:"
+
+
+def _load_initial_weights(model: nn.Module, weights: str) -> None:
+    """``model.weights`` / ``--weights``: a checkpoint (strict), or ``transfer:PATH`` = a checkpoint of another
+    joint set (COCO → MPII): everything but ``head.final_layer``, which is re-initialised (FACTS §5.4)."""
+    if weights.startswith(TRANSFER_PREFIX):
+        from .checkpoint import load_for_transfer
+
+        load_for_transfer(model, weights[len(TRANSFER_PREFIX):], reinit=("head.final_layer",))
+    else:
+        load_model_weights(model, weights, strict=True)
+
+
 def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: ProgressFn | None = None,
           init_weights: str | None = None) -> TrainResult:
     """Train ``recipe`` into ``run_dir`` (``checkpoint.pth``, ``log.jsonl``, ``recipe.yaml``, ``meta.json``)."""
@@ -111,8 +128,10 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
     from ..results import environment
 
     run_dir = Path(run_dir)
-    ckpt_path = run_dir / "checkpoint.pth"
     dist.init_from_env(recipe.train.device)
+    if dist.is_dist():  # DDP: every rank uses rank 0's run directory (resume reads the same checkpoint)
+        run_dir = Path(str(dist.all_gather_objects(str(run_dir))[0]))
+    ckpt_path = run_dir / "checkpoint.pth"
     device = torch.device(recipe.train.device)
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
@@ -127,14 +146,16 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
         dataset, batch_size=recipe.train.batch_size, shuffle=sampler is None, sampler=sampler,
         num_workers=recipe.data.workers, drop_last=len(dataset) > recipe.train.batch_size, generator=gen,
         persistent_workers=recipe.data.workers > 0, pin_memory=device.type == "cuda",
+        collate_fn=getattr(dataset, "collate", None),  # data.pipeline=fast: pads the cached source windows
     )
+    device_transform = getattr(dataset, "transform", None)  # data.pipeline=fast: warp + targets on the device
 
     model = build_model(recipe)
     weights = init_weights or recipe.model.weights
     if weights and not resume:
-        load_model_weights(model, weights, strict=True)
+        _load_initial_weights(model, weights)
     if recipe.train.sync_bn and world > 1:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = dist.convert_sync_batchnorm(model, recipe.train.device)  # CPU: gloo-capable SyncBN
     model.to(device)
     if recipe.train.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -145,7 +166,10 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
     if resume and ckpt_path.is_file():
         state = load_checkpoint(ckpt_path)
         model.load_state_dict(state["model"])
+        fresh_lrs = [g["initial_lr"] for g in optimizer.param_groups]
         optimizer.load_state_dict(state["optimizer"])
+        for g, lr0 in zip(optimizer.param_groups, fresh_lrs):  # the world size (global batch) may differ
+            g["initial_lr"] = lr0
         scaler.load_state_dict(state.get("scaler", {}))
         start_epoch = int(state["epoch"]) + 1
         torch.set_rng_state(state["rng_torch"])
@@ -183,6 +207,8 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
             if step >= steps_per_epoch:
                 break
             batch = _to(batch, device)
+            if device_transform is not None:
+                batch = device_transform(batch)
             images = batch["image"]
             if recipe.train.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -204,7 +230,7 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
             if progress and dist.is_main():
                 progress({"epoch": epoch, "epochs": epochs, "step": step + 1, "steps": steps_per_epoch,
                           "loss": tot / n, "lr": lr, "ips": seen / max(time.perf_counter() - te, 1e-9)})
-        last_loss = tot / max(n, 1)
+        last_loss = float(dist.all_reduce_mean(torch.tensor(tot / max(n, 1), dtype=torch.float64, device=device)))
         if dist.is_main():
             rec = {"epoch": epoch, "loss": last_loss, "lr": lr, "steps": n, "images": seen,
                    "seconds": round(time.perf_counter() - te, 3), **{k: v for k, v in (parts or {}).items()}}
@@ -295,6 +321,8 @@ def evaluate(
     model.to(dev)
     flip = recipe.eval.flip if flip is None else flip
     p = predict_crops(model, loader, recipe, flip, dev, progress)
+    if recipe.data.dataset == "mpii":
+        return _evaluate_mpii(p, files, split, flip, out_dir, results_name, t0)
     spec = get_spec("coco" if recipe.data.num_joints == 17 else "mpii")
     results = rescore_and_nms(
         p["preds"], p["centers"], p["scales"], p["scores"], p["image_ids"], in_vis_thre=recipe.eval.in_vis_thre,
@@ -308,3 +336,19 @@ def evaluate(
     if files.has_gt:
         metrics = evaluate_keypoints(files.ann_file, results, backend=recipe.eval.backend, sigmas=spec.sigmas)
     return EvalResult(metrics, res_path, len(records), len(results), files.ann_file, time.perf_counter() - t0)
+
+
+def _evaluate_mpii(p: dict[str, np.ndarray], files: Any, split: str, flip: bool, out_dir: str | Path,
+                   results_name: str | None, t0: float) -> EvalResult:
+    """MPII: predictions (annotated person centres, no rescoring/NMS) → HRNet-style ``pred.mat`` → PCKh
+    (``PCKh@0.5/Head`` … ``PCKh@0.5/Mean``, ``PCKh@0.1/…``, fractions) when ``gt_valid.mat`` is there."""
+    from ..evaluation.mpii import pckh_metrics, save_predictions
+
+    preds = p["preds"][..., :2]
+    name = results_name or f"pred_mpii_{split}{'_flip' if flip else ''}.mat"
+    res_path = save_predictions(Path(out_dir) / name, preds)
+    metrics: dict[str, float] = {}
+    if files.has_gt and files.gt_file is not None:
+        metrics = pckh_metrics(preds, p["image_ids"], files.gt_file)
+    return EvalResult(metrics, res_path, len(preds), len(preds), files.gt_file or files.ann_file,
+                      time.perf_counter() - t0)

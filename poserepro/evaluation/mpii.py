@@ -265,3 +265,49 @@ def pckh(
             float(np.sum(np.nan_to_num(per_joint) * weights) / total) if total > 0 else float("nan")
         )
     return out
+
+
+# --- used by the training / evaluation engine --------------------------------------------------------------
+
+
+def select_persons(gt: MPIIGroundTruth, person_ids: Sequence[int] | np.ndarray) -> MPIIGroundTruth:
+    """The ground truth of the persons ``person_ids`` (0-based positions in ``valid.json`` / ``gt_valid.mat``),
+    in that order (evaluating a subset, e.g. with ``data.max_val_samples``)."""
+    ids = np.asarray(person_ids, dtype=np.int64).reshape(-1)
+    if ids.size and (ids.min() < 0 or ids.max() >= gt.num_persons):
+        raise DataError(
+            f"MPII person index {int(ids.max())} is outside the ground truth's {gt.num_persons} persons: "
+            "is gt_valid.mat for this valid.json?"
+        )
+    return MPIIGroundTruth(gt.dataset_joints, gt.jnt_missing[:, ids], gt.pos_gt_src[:, :, ids],
+                           gt.headboxes_src[:, :, ids])
+
+
+def save_predictions(mat_path: str | Path, preds: np.ndarray) -> Path:
+    """Write ``preds`` (N, 16, 2), 0-based pixels, as HRNet's ``pred.mat`` (key ``preds``, **1-based**, the
+    layout the MPII MATLAB toolkit and test-server conversions start from)."""
+    import scipy.io
+
+    p = np.asarray(preds, dtype=np.float64)
+    if p.ndim != 3 or p.shape[1:] != (16, 2):
+        raise DataError(f"MPII predictions have shape {p.shape}, expected (N, 16, 2)")
+    path = Path(mat_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(str(path), {"preds": p + 1.0})
+    return path
+
+
+def pckh_metrics(
+    preds: np.ndarray, person_ids: Sequence[int] | np.ndarray, gt: MPIIGroundTruth | str | Path,
+    thresholds: Sequence[float] = (0.5, 0.1),
+) -> dict[str, float]:
+    """:func:`pckh` of the persons ``person_ids`` as **fractions** in [0, 1] (the scale of COCO AP in the
+    metrics dicts and tidy tables; the papers print percent).
+
+    Args:
+        preds: (N, 16, 2) 0-based image pixels. person_ids: (N,) positions in ``gt``. gt: ground truth or path.
+    """
+    if not isinstance(gt, MPIIGroundTruth):
+        gt = load_gt_valid(gt)
+    sub = select_persons(gt, person_ids)
+    return {k: v / 100.0 for k, v in pckh(preds, sub, thresholds).items()}

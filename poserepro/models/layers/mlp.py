@@ -8,7 +8,10 @@ from torch import nn
 
 
 class MLP(nn.Module):
-    """``num_layers`` Linear layers with ReLU between them: ``in_dim → hidden … → out_dim``; ``(..., in) → (..., out)``."""
+    """``num_layers`` Linear layers with ReLU between them: ``in_dim → hidden … → out_dim``.
+
+    ``(..., in_dim) → (..., out_dim)``.
+    """
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int) -> None:
         super().__init__()

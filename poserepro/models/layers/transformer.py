@@ -52,7 +52,7 @@ class TransformerEncoderLayer(nn.Module):
         self, src: torch.Tensor, pos: torch.Tensor | None = None,
         key_padding_mask: torch.Tensor | None = None, need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``src (B, L, d)``, ``pos (L, d)`` or ``(B, L, d)`` or ``None`` → ``(out (B, L, d), attn (B, L, L) | None)``."""
+        """``src (B, L, d)``, ``pos (L, d) | (B, L, d) | None`` → ``(out (B, L, d), attn (B, L, L) | None)``."""
         qk = _with_pos(src, pos)
         src2, attn = self.self_attn(qk, qk, src, key_padding_mask=key_padding_mask, need_weights=need_weights)
         src = self.norm1(src + self.dropout1(src2))

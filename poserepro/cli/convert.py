@@ -1,0 +1,40 @@
+"""``poserepro convert``: official checkpoints → poserepro weights files (register with
+``app.command("convert")(convert)``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import console, handle_errors
+
+
+@handle_errors
+def convert(
+    src: Annotated[str | None, typer.Argument(
+        help="Official checkpoint: a file, an http(s) URL or official:NAME (see --list).")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="Registered model the checkpoint is for (implied by official:NAME).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output weights file (default: <model>.pth here).")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the released checkpoints official:NAME knows.")] = False,
+) -> None:
+    """Convert an official TransPose / BTranspose / SimpleBaseline checkpoint for `--weights`."""
+    from ..convert import OFFICIAL_WEIGHTS, convert_file, official_name
+    from ..errors import PoseReproError
+
+    if list_:
+        console.print("[bold]released checkpoints[/] (use as official:NAME)")
+        for name, w in OFFICIAL_WEIGHTS.items():
+            console.print(f"{name}  model={w.model}  {w.note}  {w.url}", soft_wrap=True)
+        return
+    if not src:
+        raise PoseReproError("give a checkpoint to convert (a file, URL or official:NAME) or --list")
+    if model is None and src.startswith("official:"):
+        model = OFFICIAL_WEIGHTS[official_name(src)].model
+    if model is None:
+        raise PoseReproError(f"say which model {src} is for with --model (e.g. --model transpose_r_a4)")
+    dest = out or Path(f"{model}.pth")
+    convert_file(src, model, dest)
+    console.print(f"wrote {dest} (model {model}); use it with --weights {dest}")

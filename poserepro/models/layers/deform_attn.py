@@ -1,0 +1,285 @@
+"""Multi-scale deformable attention (Zhu et al., Deformable DETR) in pure PyTorch, and the deformable
+encoder / decoder layers built on it (post-norm, Deformable-DETR layout and parameter names).
+
+Sampling uses :func:`torch.nn.functional.grid_sample` (bilinear, zero padding, ``align_corners=False``), the same
+semantics as the official CUDA kernel: a normalised location ``(x, y) ∈ [0, 1]²`` of a level of size
+``(H_l, W_l)`` reads the feature map at pixel coordinates ``(x·W_l − 0.5, y·H_l − 0.5)`` (pixel centres at
+``i + 0.5``), bilinearly, and values outside the map are zero.
+
+Shapes: batch-first. ``spatial_shapes`` is a list of ``(H_l, W_l)`` python ints (no device sync); the flattened
+value sequence is the levels' row-major maps concatenated in that order.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import MultiheadAttention
+from .transformer import Activation, _act
+
+SpatialShapes = Sequence[tuple[int, int]]
+
+
+def ms_deform_attn_sample(
+    value: torch.Tensor,
+    spatial_shapes: SpatialShapes,
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """The core of multi-scale deformable attention: bilinear sampling + weighted sum.
+
+    Args:
+        value: ``(B, S, H, d_h)`` with ``S = Σ_l H_l·W_l`` (heads split).
+        spatial_shapes: ``[(H_l, W_l)]`` for the ``L`` levels.
+        sampling_locations: ``(B, Lq, H, L, P, 2)`` normalised ``(x, y)`` in ``[0, 1]`` (may fall outside).
+        attention_weights: ``(B, Lq, H, L, P)`` (already normalised over ``L·P``).
+
+    Returns:
+        ``(B, Lq, H·d_h)``.
+    """
+    b, _, n_heads, d_h = value.shape
+    _, lq, _, n_levels, n_points, _ = sampling_locations.shape
+    sizes = [h * w for h, w in spatial_shapes]
+    per_level = value.split(sizes, dim=1)
+    grids = 2.0 * sampling_locations - 1.0
+    sampled = []
+    for lvl, (h, w) in enumerate(spatial_shapes):
+        # (B, H_l·W_l, H, d_h) -> (B·H, d_h, H_l, W_l)
+        v = per_level[lvl].permute(0, 2, 3, 1).reshape(b * n_heads, d_h, h, w)
+        # (B, Lq, H, P, 2) -> (B·H, Lq, P, 2)
+        g = grids[:, :, :, lvl].transpose(1, 2).reshape(b * n_heads, lq, n_points, 2)
+        sampled.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))
+    # (B·H, d_h, Lq, L·P)
+    stacked = torch.stack(sampled, dim=-2).flatten(-2)
+    weights = attention_weights.transpose(1, 2).reshape(b * n_heads, 1, lq, n_levels * n_points)
+    out = (stacked * weights).sum(-1)  # (B·H, d_h, Lq)
+    return out.view(b, n_heads * d_h, lq).transpose(1, 2)
+
+
+class MSDeformAttn(nn.Module):
+    """Multi-scale deformable attention with Deformable-DETR parameter names and initialisation.
+
+    Args:
+        d_model: width ``d``.
+        n_levels: feature levels ``L``.
+        n_heads: heads ``H`` (``d`` divisible by ``H``).
+        n_points: sampling points ``P`` per head and level.
+
+    Each query predicts ``H·L·P`` offsets (``sampling_offsets``) and attention logits (``attention_weights``,
+    softmax jointly over ``L·P`` per head). Initialisation: offset weights 0, offset bias = the head's direction
+    ``(cos θ_h, sin θ_h)``, ``θ_h = 2πh/H``, scaled so its largest component is 1, times ``p + 1`` for point ``p``
+    (same for every level); attention weights and bias 0 (uniform attention); value / output projections
+    Xavier-uniform with zero bias.
+    """
+
+    def __init__(self, d_model: int = 256, n_levels: int = 4, n_heads: int = 8, n_points: int = 4) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+        self.d_model = d_model
+        self.n_levels = n_levels
+        self.n_heads = n_heads
+        self.n_points = n_points
+        self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
+        self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
+        self.value_proj = nn.Linear(d_model, d_model)
+        self.output_proj = nn.Linear(d_model, d_model)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The Deformable-DETR initialisation (see the class docstring)."""
+        nn.init.zeros_(self.sampling_offsets.weight)
+        theta = torch.arange(self.n_heads, dtype=torch.float32) * (2.0 * math.pi / self.n_heads)
+        direction = torch.stack([theta.cos(), theta.sin()], dim=-1)
+        direction = direction / direction.abs().amax(dim=-1, keepdim=True)
+        scale = torch.arange(1, self.n_points + 1, dtype=torch.float32)
+        bias = direction[:, None, None, :] * scale[None, None, :, None]  # (H, 1, P, 2)
+        bias = bias.expand(self.n_heads, self.n_levels, self.n_points, 2)
+        with torch.no_grad():
+            self.sampling_offsets.bias.copy_(bias.reshape(-1))
+        nn.init.zeros_(self.attention_weights.weight)
+        nn.init.zeros_(self.attention_weights.bias)
+        nn.init.xavier_uniform_(self.value_proj.weight)
+        nn.init.zeros_(self.value_proj.bias)
+        nn.init.xavier_uniform_(self.output_proj.weight)
+        nn.init.zeros_(self.output_proj.bias)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        reference_points: torch.Tensor,
+        value: torch.Tensor,
+        spatial_shapes: SpatialShapes,
+        padding_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Attend ``query (B, Lq, d)`` to the flattened multi-level ``value (B, S, d)``.
+
+        Args:
+            reference_points: ``(B, Lq, L, 2)`` normalised ``(x, y)`` per level, or ``(B, Lq, L, 4)`` boxes
+                ``(cx, cy, w, h)`` (offsets are then scaled by ``w, h / (2P)``).
+            spatial_shapes: ``[(H_l, W_l)]``.
+            padding_mask: ``(B, S)``, ``True`` at padded positions (their values are zeroed).
+            need_weights: also return ``(sampling_locations (B, Lq, H, L, P, 2), attention_weights
+                (B, Lq, H, L, P))`` for visualisation.
+
+        Returns:
+            ``(out (B, Lq, d), None | (locations, weights))``.
+        """
+        b, lq, _ = query.shape
+        s = value.shape[1]
+        if sum(h * w for h, w in spatial_shapes) != s:
+            raise ValueError(f"spatial_shapes {list(spatial_shapes)} do not add up to the value length {s}")
+        h, lv, p = self.n_heads, self.n_levels, self.n_points
+        v = self.value_proj(value)
+        if padding_mask is not None:
+            v = v.masked_fill(padding_mask[..., None], 0.0)
+        v = v.view(b, s, h, self.d_model // h)
+        offsets = self.sampling_offsets(query).view(b, lq, h, lv, p, 2)
+        weights = self.attention_weights(query).view(b, lq, h, lv * p).softmax(-1).view(b, lq, h, lv, p)
+        if reference_points.shape[-1] == 2:
+            norm = torch.tensor([[w_, h_] for h_, w_ in spatial_shapes], dtype=query.dtype, device=query.device)
+            locations = reference_points[:, :, None, :, None, :] + offsets / norm[None, None, None, :, None, :]
+        elif reference_points.shape[-1] == 4:
+            locations = (
+                reference_points[:, :, None, :, None, :2]
+                + offsets / p * reference_points[:, :, None, :, None, 2:] * 0.5
+            )
+        else:
+            raise ValueError(f"reference_points must end in 2 or 4 values, got {reference_points.shape[-1]}")
+        out = self.output_proj(ms_deform_attn_sample(v, spatial_shapes, locations, weights))
+        return out, ((locations, weights) if need_weights else None)
+
+
+def encoder_reference_points(
+    spatial_shapes: SpatialShapes, n_levels: int, device: torch.device | None = None
+) -> torch.Tensor:
+    """Pixel-centre reference points of every token for every level, ``(S, L, 2)`` normalised ``(x, y)``.
+
+    With unpadded inputs (all valid ratios 1, as for top-down crops) the point of a token is its own pixel centre
+    ``((j + 0.5) / W_l, (i + 0.5) / H_l)``, repeated for each of the ``n_levels`` levels it samples from.
+    """
+    refs = []
+    for h, w in spatial_shapes:
+        ys = (torch.arange(h, dtype=torch.float32, device=device) + 0.5) / h
+        xs = (torch.arange(w, dtype=torch.float32, device=device) + 0.5) / w
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+        refs.append(torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=-1))
+    ref = torch.cat(refs, dim=0)
+    return ref[:, None, :].expand(ref.shape[0], n_levels, 2)
+
+
+class DeformableEncoderLayer(nn.Module):
+    """Post-norm deformable encoder layer: ``x = LN(x + MSDA(x+pos, ref, x)); x = LN(x + FFN(x))``."""
+
+    def __init__(
+        self, d_model: int = 256, dim_feedforward: int = 1024, dropout: float = 0.1, activation: Activation = "relu",
+        n_levels: int = 4, n_heads: int = 8, n_points: int = 4,
+    ) -> None:
+        super().__init__()
+        self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
+        self.dropout1 = nn.Dropout(dropout)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.activation = _act(activation)
+        self.dropout2 = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.dropout3 = nn.Dropout(dropout)
+        self.norm2 = nn.LayerNorm(d_model)
+
+    def forward(
+        self, src: torch.Tensor, pos: torch.Tensor | None, reference_points: torch.Tensor,
+        spatial_shapes: SpatialShapes, padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``src (B, S, d)``, ``pos (B|1, S, d)``, ``reference_points (B|1, S, L, 2)`` → ``(B, S, d)``."""
+        q = src if pos is None else src + pos
+        ref = reference_points.expand(src.shape[0], *reference_points.shape[1:])
+        src2, _ = self.self_attn(q, ref, src, spatial_shapes, padding_mask)
+        src = self.norm1(src + self.dropout1(src2))
+        src2 = self.linear2(self.dropout2(self.activation(self.linear1(src))))
+        return self.norm2(src + self.dropout3(src2))
+
+
+class DeformableEncoder(nn.Module):
+    """``num_layers`` clones of a :class:`DeformableEncoderLayer` (no final norm)."""
+
+    def __init__(self, layer: DeformableEncoderLayer, num_layers: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
+        self.num_layers = num_layers
+
+    def forward(
+        self, src: torch.Tensor, pos: torch.Tensor | None, spatial_shapes: SpatialShapes,
+        padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``src (B, S, d)`` → memory ``(B, S, d)``."""
+        if not self.layers:
+            return src
+        n_levels = self.layers[0].self_attn.n_levels
+        ref = encoder_reference_points(spatial_shapes, n_levels, src.device).to(src.dtype)[None]
+        out = src
+        for layer in self.layers:
+            out = layer(out, pos, ref, spatial_shapes, padding_mask)
+        return out
+
+
+class DeformableDecoderLayer(nn.Module):
+    """Post-norm deformable decoder layer (Deformable-DETR order):
+
+    1. query self-attention ``q = k = tgt + query_pos, v = tgt`` → add & LN (``norm2``; skipped with
+       ``self_attn=False``),
+    2. deformable cross-attention to the memory with query ``tgt + query_pos`` around the reference points → add &
+       LN (``norm1``),
+    3. FFN → add & LN (``norm3``).
+    """
+
+    def __init__(
+        self, d_model: int = 256, dim_feedforward: int = 1024, dropout: float = 0.1, activation: Activation = "relu",
+        n_levels: int = 4, n_heads: int = 8, n_points: int = 4, self_attn: bool = True,
+    ) -> None:
+        super().__init__()
+        self.cross_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
+        self.dropout1 = nn.Dropout(dropout)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.self_attn: MultiheadAttention | None = None
+        if self_attn:
+            self.self_attn = MultiheadAttention(d_model, n_heads, dropout=dropout)
+            self.dropout2 = nn.Dropout(dropout)
+            self.norm2 = nn.LayerNorm(d_model)
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.activation = _act(activation)
+        self.dropout3 = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.dropout4 = nn.Dropout(dropout)
+        self.norm3 = nn.LayerNorm(d_model)
+
+    def forward(
+        self, tgt: torch.Tensor, query_pos: torch.Tensor | None, reference_points: torch.Tensor,
+        memory: torch.Tensor, spatial_shapes: SpatialShapes, padding_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``tgt (B, Q, d)``, ``query_pos (B|1, Q, d)``, ``reference_points (B, Q, L, 2|4)``, ``memory (B, S, d)``.
+
+        Returns ``(out (B, Q, d), extras)``; with ``need_weights`` ``extras`` holds ``q2q`` (B, Q, Q) attention and
+        the deformable ``locations`` / ``weights``.
+        """
+        extras: dict[str, torch.Tensor] = {}
+        if self.self_attn is not None:
+            q = k = tgt if query_pos is None else tgt + query_pos
+            tgt2, attn = self.self_attn(q, k, tgt, need_weights=need_weights)
+            if attn is not None:
+                extras["q2q"] = attn
+            tgt = self.norm2(tgt + self.dropout2(tgt2))
+        q = tgt if query_pos is None else tgt + query_pos
+        tgt2, sampling = self.cross_attn(q, reference_points, memory, spatial_shapes, padding_mask, need_weights)
+        if sampling is not None:
+            extras["locations"], extras["weights"] = sampling
+        tgt = self.norm1(tgt + self.dropout1(tgt2))
+        tgt2 = self.linear2(self.dropout3(self.activation(self.linear1(tgt))))
+        return self.norm3(tgt + self.dropout4(tgt2)), extras

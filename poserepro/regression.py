@@ -1,0 +1,86 @@
+"""CI regression of AP: train a smoke recipe for a fixed budget from a fixed seed and compare its AP on the
+synthetic val split with the reference stored in ``results/ci_reference.csv``.
+
+A recipe's ``ci:`` section sets the budget (``--set``-style overrides under ``overrides``) and the tolerance.
+The reference file also records the AP of the same model untrained, so a reader sees the margin.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .engine.loop import build_model, evaluate, seed_everything, train
+from .recipes import load_recipe
+from .results import RESULTS_DIR, environment, now, read_rows
+
+REFERENCE_FILE = RESULTS_DIR / "ci_reference.csv"
+REFERENCE_COLUMNS = (
+    "recipe", "model", "budget", "ap_untrained", "ap_trained", "ap50_trained", "tolerance", "train_seconds",
+    "torch", "git_sha", "timestamp",
+)
+DEFAULT_TOLERANCE = 0.03
+
+
+@dataclass(frozen=True)
+class CIRun:
+    """Outcome of one CI budget run."""
+
+    recipe: str
+    model: str
+    budget: str
+    ap_untrained: float
+    ap_trained: float
+    ap50_trained: float
+    tolerance: float
+    train_seconds: float
+
+
+def ci_overrides(recipe_name: str, data_root: str | Path) -> tuple[list[str], float]:
+    """The recipe's CI overrides (``ci.overrides``) plus the data root, and its tolerance."""
+    base = load_recipe(recipe_name)
+    ci = dict(base.ci)
+    over = [str(o) for o in ci.get("overrides", [])] + [f"data.root={data_root}"]
+    return over, float(ci.get("tolerance", DEFAULT_TOLERANCE))
+
+
+def run_ci_budget(recipe_name: str, workdir: str | Path, data_root: str | Path | None = None) -> CIRun:
+    """Train ``recipe_name`` with its CI budget in ``workdir`` and evaluate untrained and trained models.
+
+    Evaluation: synthetic val, detector boxes, flip test on, pycocotools.
+    """
+    workdir = Path(workdir)
+    over, tol = ci_overrides(recipe_name, data_root or workdir / "synthetic")
+    rec = load_recipe(recipe_name, over)
+    seed_everything(rec.train.seed)
+    untrained = build_model(rec)
+    with torch.inference_mode():
+        ap0 = evaluate(untrained, rec, workdir / "untrained", split="val", use_gt_boxes=False).metrics["AP"]
+    t0 = time.perf_counter()
+    result = train(rec, workdir / "run")
+    secs = time.perf_counter() - t0
+    model = build_model(rec)
+    model.load_state_dict(torch.load(result.checkpoint, map_location="cpu", weights_only=True)["model"])
+    with torch.inference_mode():
+        m = evaluate(model, rec, workdir / "run", split="val", use_gt_boxes=False).metrics
+    budget = f"{rec.schedule.epochs} ep x {rec.data.synth_images} img, bs {rec.train.batch_size}"
+    return CIRun(recipe_name, rec.model.name, budget, ap0, m["AP"], m["AP50"], tol, secs)
+
+
+def reference_rows(path: Path = REFERENCE_FILE) -> dict[str, dict[str, str]]:
+    """The stored reference rows keyed by recipe (the last row of a recipe wins)."""
+    return {r["recipe"]: r for r in read_rows(path)}
+
+
+def to_row(run: CIRun) -> dict[str, object]:
+    """A reference-file row for ``run`` with provenance."""
+    env = environment()
+    return {
+        "recipe": run.recipe, "model": run.model, "budget": run.budget, "ap_untrained": round(run.ap_untrained, 4),
+        "ap_trained": round(run.ap_trained, 4), "ap50_trained": round(run.ap50_trained, 4),
+        "tolerance": run.tolerance, "train_seconds": round(run.train_seconds, 1), "torch": env["torch"],
+        "git_sha": env["git_sha"], "timestamp": now(),
+    }
