@@ -97,6 +97,13 @@ def test_synth_train_resume_eval_end_to_end(tiny_synth: Path, coco_mini: Path, t
     assert r.exit_code == 0, r.output
     assert "118 person crops" in r.output
 
+    # attention dependency areas of one person, as a figure
+    png = tmp_path / "dep.png"
+    r = invoke("explain", run, "--index", "1", "--out", png, "--threshold", "0.001")
+    assert r.exit_code == 0, r.output
+    assert png.is_file() and png.stat().st_size > 1000
+    assert_one_line_error(invoke("explain", run, "--index", "100000"), "out of range")
+
     # corrupt checkpoint → one-line error, the checkpoint file is not touched
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
@@ -139,3 +146,16 @@ def test_data_synth_is_deterministic(tmp_path: Path) -> None:
         assert (a / f).read_bytes() == (b / f).read_bytes()
     assert_one_line_error(invoke("data", "synth", "--out", tmp_path / "c", "--persons-per-image", "x"),
                           "persons-per-image")
+
+
+def test_ablate_runs_a_sweep_and_resumes(tiny_synth: Path) -> None:
+    sets = [x for o in tiny_overrides(tiny_synth) for x in ("--set", o)]
+    r = invoke("ablate", "pos-embed", "--smoke", *sets)
+    assert r.exit_code == 0, r.output
+    csv = Path(__import__("os").environ["POSEREPRO_RESULTS"]) / "ablation_pos-embed_smoke.csv"
+    rows = csv.read_text().splitlines()
+    assert sum(",AP," in x for x in rows) == 3 and all(v in csv.read_text() for v in ("sine", "learnable", "none"))
+    # a second run finds the trained models instead of training again
+    r = invoke("ablate", "pos-embed", "--smoke", *sets)
+    assert r.exit_code == 0 and r.output.count("trained model found") == 3, r.output
+    assert_one_line_error(invoke("ablate", "pos-embd"), "did you mean: pos-embed")

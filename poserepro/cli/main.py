@@ -17,6 +17,7 @@ from .ablate import ablate_cmd
 from .common import STATE, console, handle_errors
 from .demo import demo_cmd
 from .evaluate import eval_cmd
+from .explain import explain_cmd
 from .synth import synth_cmd
 from .train import train_cmd
 
@@ -77,6 +78,7 @@ app.command("train")(train_cmd)
 app.command("eval")(eval_cmd)
 app.command("demo")(demo_cmd)
 app.command("ablate")(ablate_cmd)
+app.command("explain")(explain_cmd)
 
 
 def main() -> None:
