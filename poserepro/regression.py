@@ -23,6 +23,8 @@ REFERENCE_COLUMNS = (
     "torch", "git_sha", "timestamp",
 )
 DEFAULT_TOLERANCE = 0.03
+# Every CI budget trains and evaluates on the same synthetic set, generated once per CI run.
+CI_DATA = ("data.synth_images=600", "data.synth_val_images=100", "data.synth_seed=0")
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ def ci_overrides(recipe_name: str, data_root: str | Path) -> tuple[list[str], fl
     """The recipe's CI overrides (``ci.overrides``) plus the data root, and its tolerance."""
     base = load_recipe(recipe_name)
     ci = dict(base.ci)
-    over = [str(o) for o in ci.get("overrides", [])] + [f"data.root={data_root}"]
+    over = list(CI_DATA) + [str(o) for o in ci.get("overrides", [])] + [f"data.root={data_root}"]
     return over, float(ci.get("tolerance", DEFAULT_TOLERANCE))
 
 

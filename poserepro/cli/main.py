@@ -18,6 +18,7 @@ from .common import STATE, console, handle_errors
 from .demo import demo_cmd
 from .evaluate import eval_cmd
 from .explain import explain_cmd
+from .report import report_cmd
 from .synth import synth_cmd
 from .train import train_cmd
 
@@ -79,6 +80,7 @@ app.command("eval")(eval_cmd)
 app.command("demo")(demo_cmd)
 app.command("ablate")(ablate_cmd)
 app.command("explain")(explain_cmd)
+app.command("report")(report_cmd)
 
 
 def main() -> None:

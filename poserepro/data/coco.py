@@ -218,14 +218,46 @@ def half_body_center_scale(
     return center.astype(np.float32), scale
 
 
+@dataclass(frozen=True)
+class AugParams:
+    """The augmentation of one sample: the (possibly half-body) centre/scale *before* flipping, rotation, flip."""
+
+    center: np.ndarray   # (2,) float32, unflipped image coordinates
+    scale: np.ndarray    # (2,) float32
+    rotation: float
+    flip: bool
+
+
+def draw_augmentation(
+    joints: np.ndarray, center: np.ndarray, scale: np.ndarray, rng: np.random.Generator, aug: AugmentCfg,
+    flip_pairs: tuple[tuple[int, int], ...], upper_ids: tuple[int, ...], aspect_ratio: float,
+) -> AugParams:
+    """Draw half-body, scale, rotation and flip in :class:`~poserepro.data.coco.TopDownDataset`'s order.
+
+    ``joints``: (K, 3) image pixels + visibility. Consumes ``rng`` exactly as ``TopDownDataset.__getitem__``.
+    """
+    c, s = center.astype(np.float32), scale.astype(np.float32)
+    if (joints[:, 2] > 0).sum() > aug.half_body_min_joints and rng.random() < aug.half_body_prob:
+        hb = half_body_center_scale(joints, upper_ids, aspect_ratio, rng)
+        if hb is not None:
+            c, s = hb
+    sf, rf = aug.scale_factor, aug.rot_factor
+    s = s * float(np.clip(rng.standard_normal() * sf + 1, 1 - sf, 1 + sf))
+    rot_draw = float(np.clip(rng.standard_normal() * rf, -rf * 2, rf * 2))
+    r = rot_draw if rng.random() <= aug.rot_prob else 0.0
+    flip = bool(flip_pairs) and bool(rng.random() <= aug.flip_prob)
+    return AugParams(np.asarray(c, np.float32), np.asarray(s, np.float32), r, flip)
+
+
 class TopDownDataset(Dataset):
     """Affine person crops with heatmap targets.
 
     ``__getitem__`` returns a dict: ``image (3, H, W)`` float, ``heatmaps (K, h, w)``, ``target_weight (K,)``,
     ``joints (K, 2)`` in crop pixels, ``joints_vis (K,)``, ``center (2,)``, ``scale (2,)``, ``score``,
     ``image_id``, ``index``. ``convention`` selects the crop geometry (``"hrnet"`` or DarkPose's ``"dark"``,
-    which TransPose and BTranspose use); ``target="udp"`` uses UDP crops and targets. Augmentation randomness is drawn from ``default_rng((seed, epoch, index))`` so a
-    run is reproducible whatever the number of loader workers.
+    which TransPose and BTranspose use); ``target="udp"`` uses UDP crops and targets. Augmentation randomness
+    is drawn from ``default_rng((seed, epoch, index))`` so a run is reproducible whatever the number of loader
+    workers.
     """
 
     def __init__(
@@ -280,16 +312,10 @@ class TopDownDataset(Dataset):
         r = 0.0
         if self.train:
             rng = np.random.default_rng((self.seed, self.epoch, index))
-            a = self.aug
-            if (joints[:, 2] > 0).sum() > a.half_body_min_joints and rng.random() < a.half_body_prob:
-                hb = half_body_center_scale(joints, self.upper_body_ids, self.aspect_ratio, rng)
-                if hb is not None:
-                    c, s = hb
-            sf, rf = a.scale_factor, a.rot_factor
-            s = s * float(np.clip(rng.standard_normal() * sf + 1, 1 - sf, 1 + sf))
-            rot_draw = float(np.clip(rng.standard_normal() * rf, -rf * 2, rf * 2))
-            r = rot_draw if rng.random() <= a.rot_prob else 0.0
-            if self.flip_pairs and rng.random() <= a.flip_prob:
+            p = draw_augmentation(joints, c, s, rng, self.aug, self.flip_pairs, self.upper_body_ids,
+                                  self.aspect_ratio)
+            c, s, r = p.center.copy(), p.scale, p.rotation
+            if p.flip:
                 img = img[:, ::-1]
                 xy, vis = fliplr_joints(joints[:, :2], joints[:, 2], img.shape[1], self.flip_pairs)
                 joints = np.concatenate([xy, vis[:, None]], axis=1).astype(np.float32)

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import default_collate
 
 from ..codecs.heatmap import encode_gaussian_batch, encode_udp
 from .coco import (
@@ -48,13 +48,13 @@ from .coco import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     AugmentCfg,
+    AugParams,
     PersonRecord,
-    half_body_center_scale,
+    TopDownDataset,
+    draw_augmentation,
     read_image,
 )
 from .transforms import PIXEL_STD, affine_points, fliplr_joints, get_affine_transform, get_affine_transform_udp
-
-cv2.setNumThreads(1)
 
 CacheMode = Literal["image", "region", "none"]
 WarpMode = Literal["grid", "cv2"]
@@ -121,37 +121,6 @@ class SourceCache:
 # ----------------------------------------------------------------------------------------------- augmentation
 
 
-@dataclass(frozen=True)
-class AugParams:
-    """The augmentation of one sample: the (possibly half-body) centre/scale *before* flipping, rotation, flip."""
-
-    center: np.ndarray   # (2,) float32, unflipped image coordinates
-    scale: np.ndarray    # (2,) float32
-    rotation: float
-    flip: bool
-
-
-def draw_augmentation(
-    joints: np.ndarray, center: np.ndarray, scale: np.ndarray, rng: np.random.Generator, aug: AugmentCfg,
-    flip_pairs: tuple[tuple[int, int], ...], upper_ids: tuple[int, ...], aspect_ratio: float,
-) -> AugParams:
-    """Draw half-body, scale, rotation and flip in :class:`~poserepro.data.coco.TopDownDataset`'s order.
-
-    ``joints``: (K, 3) image pixels + visibility. Consumes ``rng`` exactly as ``TopDownDataset.__getitem__``.
-    """
-    c, s = center.astype(np.float32), scale.astype(np.float32)
-    if (joints[:, 2] > 0).sum() > aug.half_body_min_joints and rng.random() < aug.half_body_prob:
-        hb = half_body_center_scale(joints, upper_ids, aspect_ratio, rng)
-        if hb is not None:
-            c, s = hb
-    sf, rf = aug.scale_factor, aug.rot_factor
-    s = s * float(np.clip(rng.standard_normal() * sf + 1, 1 - sf, 1 + sf))
-    rot_draw = float(np.clip(rng.standard_normal() * rf, -rf * 2, rf * 2))
-    r = rot_draw if rng.random() <= aug.rot_prob else 0.0
-    flip = bool(flip_pairs) and bool(rng.random() <= aug.flip_prob)
-    return AugParams(np.asarray(c, np.float32), np.asarray(s, np.float32), r, flip)
-
-
 def _subset_box(pts: np.ndarray, aspect_ratio: float) -> tuple[np.ndarray, np.ndarray]:
     """Half-body centre/scale of a joint subset (same formula as ``half_body_center_scale``)."""
     center = pts.mean(axis=0)
@@ -212,7 +181,7 @@ def reachable_region(
 # ----------------------------------------------------------------------------------------------- the dataset
 
 
-class FastTopDownDataset(Dataset):
+class FastTopDownDataset(TopDownDataset):
     """Person crops and targets equivalent to :class:`~poserepro.data.coco.TopDownDataset`, from cached pixels.
 
     Same constructor arguments as ``TopDownDataset`` plus ``cache`` (``"image"`` | ``"region"`` | ``"none"``),
@@ -251,22 +220,8 @@ class FastTopDownDataset(Dataset):
             raise ValueError(f"cache must be image, region or none, got {cache!r}")
         if warp not in ("grid", "cv2"):
             raise ValueError(f"warp must be grid or cv2, got {warp!r}")
-        self.records = records
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
-        self.sigma = sigma
-        self.train = train
-        self.aug = augment or AugmentCfg()
-        self.flip_pairs = flip_pairs
-        self.num_joints = num_joints
-        self.color_rgb = color_rgb
-        self.target = target
-        self.seed = seed
-        self.epoch = 0
-        self.upper_body_ids = upper_body_ids
-        self.with_targets = with_targets
-        self.convention = convention
-        self.aspect_ratio = self.input_size[0] / self.input_size[1]
+        super().__init__(records, input_size, heatmap_size, sigma, train, augment, flip_pairs, num_joints,
+                         color_rgb, target, seed, upper_body_ids, with_targets, convention)
         self.cache_mode = cache
         self.downsample = downsample
         self.warp = warp
@@ -274,13 +229,6 @@ class FastTopDownDataset(Dataset):
         self._last_image: tuple[str, np.ndarray] | None = None   # avoids re-decoding for persons of one image
         self.transform = FastBatchTransform(self.input_size, self.heatmap_size, sigma, target, convention,
                                             with_targets)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of ``epoch``."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     # -- sources ------------------------------------------------------------------------------------------
 
