@@ -63,6 +63,7 @@ class DataCfg:
     synth_images: int = 2000             # synthetic only: train images to generate
     synth_val_images: int = 300
     synth_seed: int = 0
+    synth_difficulty: dict[str, float] = field(default_factory=dict)  # SynthConfig knobs: clutter, occlusion, noise
     input_size: tuple[int, int] = (192, 256)      # (w, h)
     heatmap_size: tuple[int, int] = (48, 64)      # (w, h)
     sigma: float = 2.0

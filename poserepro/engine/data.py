@@ -70,20 +70,27 @@ def _mpii_split_files(cfg: DataCfg, split: str) -> SplitFiles:
 
 def ensure_synthetic(cfg: DataCfg) -> Path:
     """Generate the synthetic benchmark at ``cfg.root`` unless it is already there with the same config."""
+    import dataclasses
     import json
 
     from ..data.synthetic import SynthConfig, synthesize
+    from ..errors import RecipeError
 
     root = Path(cfg.root)
-    want = SynthConfig(num_train=cfg.synth_images, num_val=cfg.synth_val_images, seed=cfg.synth_seed)
+    knobs = {f.name for f in dataclasses.fields(SynthConfig)} - {"num_train", "num_val", "seed"}
+    bad = sorted(set(cfg.synth_difficulty) - knobs)
+    if bad:
+        raise RecipeError(f"data.synth_difficulty has unknown key(s) {bad}; valid: {sorted(knobs)}")
+    want = SynthConfig(num_train=cfg.synth_images, num_val=cfg.synth_val_images, seed=cfg.synth_seed,
+                       **cfg.synth_difficulty)
     marker = root / "synth_config.json"
-    if marker.is_file() and (root / "annotations" / "person_keypoints_val.json").is_file():
+    if marker.is_file():
         try:
             have = json.loads(marker.read_text())
         except json.JSONDecodeError:
             have = {}
-        if have.get("num_train") == want.num_train and have.get("num_val") == want.num_val \
-                and have.get("seed") == want.seed:
+        wanted = json.loads(json.dumps(dataclasses.asdict(want)))
+        if all(have.get(k) == v for k, v in wanted.items()):
             return root
     synthesize(root, want)
     return root
