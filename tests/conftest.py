@@ -24,6 +24,17 @@ def _isolate_outputs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
     monkeypatch.setenv("POSEREPRO_RESULTS", str(base / "results"))
 
 
+@pytest.fixture()
+def one_thread():  # noqa: ANN201
+    """One intra-op thread: on a loaded 2-core machine OpenMP's spinning threads make CPU steps ~50x slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def coco_mini(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private copy of the real COCO mini fixture (4 val2017 images, 14 persons, detector boxes)."""

@@ -22,14 +22,7 @@ from poserepro.recipes import load_recipe
 
 from .conftest import tiny_overrides
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a loaded 2-core machine OpenMP's spinning threads make CPU steps ~50x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _recipe(root: Path, *extra: str):  # noqa: ANN202

@@ -31,13 +31,7 @@ STD255 = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255.0
 EXACT_KEYS = ("joints", "joints_vis", "center", "scale", "rotation", "target_weight", "image_id", "index")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a loaded 2-core machine OpenMP's spinning threads make CPU steps ~50x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _records(root: Path, n: int = 24) -> list[PersonRecord]:
