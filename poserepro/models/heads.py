@@ -10,7 +10,9 @@ class DeconvHead(nn.Module):
     """``num_deconv`` × [ConvTranspose2d 4×4/2 (no bias) → BN → ReLU] then a 1×1 conv to ``num_joints``.
 
     ``num_deconv=0`` leaves only the final 1×1 conv (TransPose-H). ``upsample="bilinear"`` replaces each
-    transposed conv by ×2 bilinear upsampling followed by a 3×3 conv (TransPose-R-A3*).
+    transposed conv by ×2 bilinear upsampling followed by a 3×3 conv. ``upsample="interpolate"`` is ×2 bilinear
+    interpolation alone (no conv, BN or ReLU) straight into the 1×1 conv: TransPose-R* (paper Table 1, 5.0M
+    parameters, which leaves no room for a 3×3 256→256 conv).
     ``(B, C, h, w) → (B, K, h·2^n, w·2^n)``.
     """
 
@@ -28,8 +30,11 @@ class DeconvHead(nn.Module):
             elif upsample == "bilinear":
                 layers.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
                 layers.append(nn.Conv2d(c, out, 3, padding=1, bias=False))
+            elif upsample == "interpolate":
+                layers.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
+                continue
             else:
-                raise ValueError(f"unknown upsample {upsample!r}; use deconv or bilinear")
+                raise ValueError(f"unknown upsample {upsample!r}; use deconv, bilinear or interpolate")
             layers += [nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
             c = out
         self.deconv_layers = nn.Sequential(*layers)

@@ -1,0 +1,209 @@
+"""Benchmark rows: parameters, FLOPs (two conventions), speed and memory of registered models or recipes.
+
+One row per (model, input size, batch). FLOPs are always counted at batch 1 (per image, the papers' convention)
+and cached per (model, args, input size) for the life of the process. Rows go to a tidy CSV named
+``bench_<device>_<precision>_torch<version>.csv``; re-running a subset replaces only those rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import gc
+import inspect
+import io
+import os
+import platform
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import PoseReproError, UnknownNameError, suggest
+from .flops import FlopCounts, count_flops, count_params
+from .paper_numbers import paper_numbers
+from .speed import SpeedResult, measure_speed, precision_name
+
+COLUMNS = (
+    "model", "recipe", "input_size", "batch", "device", "hardware", "precision", "threads", "params",
+    "paper_params", "official_params", "params_rel_diff", "gflops_fvcore", "gflops_paper_convention",
+    "paper_gflops", "paper_gflops_convention", "gflops_rel_diff", "fps", "latency_ms_median", "latency_ms_iqr",
+    "peak_mem_mb", "load_avg_1m", "torch", "timestamp", "paper_source",
+)
+KEY = ("model", "recipe", "input_size", "batch")
+
+_FLOP_CACHE: dict[tuple[str, str, tuple[int, int]], FlopCounts] = {}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to build: ``create_model(model, **args)``; ``recipe`` is the stem it came from (or ``""``)."""
+
+    model: str
+    args: dict[str, Any]
+    recipe: str = ""
+
+
+def parse_input_size(text: str) -> tuple[int, int]:
+    """``"256x192"`` (H×W) → ``(256, 192)``."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×,]\s*(\d+)\s*", text)
+    if not m:
+        raise PoseReproError(f"input size {text!r} must look like HxW, e.g. 256x192")
+    return int(m.group(1)), int(m.group(2))
+
+
+def resolve(name: str) -> ModelSpec:
+    """A registered model name (``transpose_h_a6``) or a recipe stem (``transpose-h-a6``) → :class:`ModelSpec`.
+
+    An exact model name is a model; otherwise a recipe stem (with its model arguments) is tried, then the name
+    with hyphens read as underscores. Unknown names raise
+    :class:`~poserepro.errors.UnknownNameError` with close matches among models and recipes.
+    """
+    from ..recipes import list_recipes, load_recipe
+    from ..registry import list_models
+
+    recipes = list_recipes()
+    models = list_models()
+    if name in models:
+        return ModelSpec(name, {})
+    stem = name.replace("_", "-")
+    if stem in recipes:
+        rec = load_recipe(stem)
+        return ModelSpec(rec.model.name, dict(rec.model.args), stem)
+    key = name.replace("-", "_")
+    if key in models:
+        return ModelSpec(key, {})
+    raise UnknownNameError(f"unknown model or recipe {name!r}{suggest(key, models + recipes)}; "
+                           "see `poserepro list models` / `poserepro list recipes`")
+
+
+def build(spec: ModelSpec, input_size_hw: tuple[int, int]) -> torch.nn.Module:
+    """Build the model for an ``(H, W)`` input (``input_size=(W, H)`` is passed when the builder takes it)."""
+    from ..registry import create_model, model_entrypoint
+
+    args = dict(spec.args)
+    params = inspect.signature(model_entrypoint(spec.model)).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if "input_size" in params or takes_any:
+        args["input_size"] = (input_size_hw[1], input_size_hw[0])
+    return create_model(spec.model, **args)
+
+
+def flops_cached(spec: ModelSpec, model: torch.nn.Module, input_size_hw: tuple[int, int]) -> FlopCounts:
+    """Both FLOP conventions at batch 1, cached per (model, args, input size) for this process."""
+    key = (spec.model, repr(sorted(spec.args.items())), input_size_hw)
+    if key not in _FLOP_CACHE:
+        x = torch.randn(1, 3, *input_size_hw)
+        _FLOP_CACHE[key] = count_flops(model.cpu(), x)
+    return _FLOP_CACHE[key]
+
+
+def hardware_name(device: str) -> str:
+    """The GPU's name on CUDA, else the CPU model name (``/proc/cpuinfo``) or ``platform.processor()``."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def device_slug(device: str) -> str:
+    """File-name part for a device: ``cpu`` or ``cuda-<gpu name>`` (lower case, dashes)."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return dev.type
+    return "cuda-" + re.sub(r"[^a-z0-9]+", "-", hardware_name(device).lower()).strip("-")
+
+
+def default_csv_name(device: str, amp: bool) -> str:
+    """``bench_<device>_<precision>_torch<version>.csv``."""
+    ver = torch.__version__.split("+")[0]
+    return f"bench_{device_slug(device)}_{precision_name(device, amp)}_torch{ver}.csv"
+
+
+def _rel(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else (a - b) / b
+
+
+def bench_one(
+    name: str, input_size_hw: tuple[int, int] = (256, 192), batches: tuple[int, ...] = (1,), device: str = "cpu",
+    amp: bool = False, repeats: int = 10, warmup: int = 3, skip_fps: bool = False, skip_flops: bool = False,
+    channels_last: bool = False,
+) -> list[dict[str, Any]]:
+    """Benchmark one model or recipe; one row per batch size in ``batches``."""
+    spec = resolve(name)
+    model = build(spec, input_size_hw)
+    params = count_params(model)
+    flops = None if skip_flops else flops_cached(spec, model, input_size_hw)
+    paper = paper_numbers(spec.model) if input_size_hw == (256, 192) else None
+    p_flops = None
+    if flops is not None:
+        p_flops = flops.paper_convention / 1e9 if (paper is None or paper.gflops_convention == "paper") \
+            else flops.fvcore / 1e9
+    rows = []
+    for batch in batches:
+        speed: SpeedResult | None = None
+        if not skip_fps:
+            speed = measure_speed(model, input_size_hw, batch, device, amp, warmup, repeats, channels_last)
+        rows.append({
+            "model": spec.model, "recipe": spec.recipe, "input_size": f"{input_size_hw[0]}x{input_size_hw[1]}",
+            "batch": batch, "device": str(device), "hardware": hardware_name(device),
+            "precision": precision_name(device, amp), "threads": torch.get_num_threads(), "params": params,
+            "paper_params": paper.params if paper else None,
+            "official_params": paper.official_params if paper else None,
+            "params_rel_diff": _rel(params, paper.params) if paper else None,
+            "gflops_fvcore": flops.fvcore / 1e9 if flops else None,
+            "gflops_paper_convention": flops.paper_convention / 1e9 if flops else None,
+            "paper_gflops": paper.gflops if paper else None,
+            "paper_gflops_convention": paper.gflops_convention if paper and paper.gflops else None,
+            "gflops_rel_diff": _rel(p_flops, paper.gflops) if paper else None,
+            "fps": speed.fps if speed else None,
+            "latency_ms_median": speed.latency_ms_median if speed else None,
+            "latency_ms_iqr": speed.latency_ms_iqr if speed else None,
+            "peak_mem_mb": speed.peak_mem_mb if speed else None,
+            "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "torch": torch.__version__, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "paper_source": paper.source if paper else "",
+        })
+    del model
+    gc.collect()
+    return rows
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def write_rows(path: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """Merge ``rows`` into the CSV at ``path``: rows with the same (model, recipe, input_size, batch) are
+    replaced, the rest kept; sorted by model, input size and batch; written atomically."""
+    from ..engine.checkpoint import atomic_write_text
+
+    path = Path(path)
+    old: list[dict[str, str]] = []
+    if path.is_file():
+        with open(path, newline="") as fh:
+            old = list(csv.DictReader(fh))
+    new = [{k: _fmt(r.get(k)) for k in COLUMNS} for r in rows]
+    keys = {tuple(r[k] for k in KEY) for r in new}
+    merged = [{k: r.get(k, "") for k in COLUMNS} for r in old if tuple(r.get(k, "") for k in KEY) not in keys]
+    merged += new
+    merged.sort(key=lambda r: (r["model"], r["recipe"], r["input_size"], int(r["batch"] or 0)))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
+    w.writeheader()
+    w.writerows(merged)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, buf.getvalue())
+    return path
