@@ -14,6 +14,8 @@ from rich.table import Table
 
 from . import data as data_cli
 from .ablate import ablate_cmd
+from .bench import bench as bench_cmd
+from .convert import convert as convert_cmd
 from .common import STATE, console, handle_errors
 from .demo import demo_cmd
 from .evaluate import eval_cmd
@@ -81,6 +83,8 @@ app.command("demo")(demo_cmd)
 app.command("ablate")(ablate_cmd)
 app.command("explain")(explain_cmd)
 app.command("report")(report_cmd)
+app.command("bench")(bench_cmd)
+app.command("convert")(convert_cmd)
 
 
 def main() -> None:
