@@ -36,7 +36,7 @@ def models_table(root: Path = RESULTS_DIR) -> str:
     if f is None:
         return "_(run `poserepro bench` to produce results/bench_cpu_*.csv)_"
     df = pd.read_csv(f)
-    df = df[df["batch"] == df["batch"].min()].drop_duplicates("model", keep="last")
+    df = df[df["batch"] == df["batch"].min()].drop_duplicates(["model", "input_size"], keep="last")
     out = pd.DataFrame({
         "model": df["model"],
         "input": df["input_size"],
