@@ -89,8 +89,21 @@ def model_state_from(obj: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def load_model_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) -> None:
-    """Load model weights from a checkpoint file; shape / key mismatches become one-line CheckpointErrors."""
-    state = model_state_from(load_checkpoint(path))
+    """Load model weights from a checkpoint file; shape / key mismatches become one-line CheckpointErrors.
+
+    ``official:NAME``, a URL, or a file in an official code base's layout is converted first
+    (:func:`poserepro.convert.load_official_into`).
+    """
+    from ..convert import load_official_into, looks_official
+
+    if str(path).startswith(("official:", "http://", "https://")):
+        load_official_into(model, path)
+        return
+    raw = load_checkpoint(path)
+    if looks_official(raw.get("model", raw) if isinstance(raw.get("model"), dict) else raw):
+        load_official_into(model, path)
+        return
+    state = model_state_from(raw)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
