@@ -133,21 +133,9 @@ def convert_state_dict(
 
 def check_compatible(state: dict[str, torch.Tensor], model: nn.Module, what: str) -> None:
     """Raise a one-line :class:`CheckpointError` unless ``state`` fits ``model.state_dict()`` exactly."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    extra = [k for k in state if k not in own]
-    bad = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
-    if bad:
-        k = bad[0]
-        raise CheckpointError(
-            f"checkpoint does not fit {what}: {k} is {tuple(state[k].shape)}, the model has {tuple(own[k].shape)} "
-            f"({len(bad)} shape mismatches); is it another model variant?"
-        )
-    if missing or extra:
-        raise CheckpointError(
-            f"checkpoint does not fit {what}: {len(missing)} missing (e.g. {missing[:2]}), {len(extra)} unexpected "
-            f"(e.g. {extra[:2]}); is it another model?"
-        )
+    from .engine.checkpoint import check_state_fits
+
+    check_state_fits(state, model, "checkpoint", what)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

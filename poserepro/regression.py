@@ -49,18 +49,23 @@ def ci_overrides(recipe_name: str, data_root: str | Path) -> tuple[list[str], fl
     return over, float(ci.get("tolerance", DEFAULT_TOLERANCE))
 
 
-def run_ci_budget(recipe_name: str, workdir: str | Path, data_root: str | Path | None = None) -> CIRun:
-    """Train ``recipe_name`` with its CI budget in ``workdir`` and evaluate untrained and trained models.
+def run_ci_budget(
+    recipe_name: str, workdir: str | Path, data_root: str | Path | None = None, with_untrained: bool = True,
+) -> CIRun:
+    """Train ``recipe_name`` with its CI budget in ``workdir`` and evaluate the trained (and, with
+    ``with_untrained``, the untrained) model; ``ap_untrained`` is NaN when it was not measured.
 
     Evaluation: synthetic val, detector boxes, flip test on, pycocotools.
     """
     workdir = Path(workdir)
     over, tol = ci_overrides(recipe_name, data_root or workdir / "synthetic")
     rec = load_recipe(recipe_name, over)
-    seed_everything(rec.train.seed)
-    untrained = build_model(rec)
-    with torch.inference_mode():
-        ap0 = evaluate(untrained, rec, workdir / "untrained", split="val", use_gt_boxes=False).metrics["AP"]
+    ap0 = float("nan")
+    if with_untrained:
+        seed_everything(rec.train.seed)
+        untrained = build_model(rec)
+        with torch.inference_mode():
+            ap0 = evaluate(untrained, rec, workdir / "untrained", split="val", use_gt_boxes=False).metrics["AP"]
     t0 = time.perf_counter()
     result = train(rec, workdir / "run")
     secs = time.perf_counter() - t0

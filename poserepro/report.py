@@ -7,8 +7,8 @@ regenerates each block from the CSVs, so every figure in the README is one the c
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -55,7 +55,7 @@ def ci_table(root: Path = RESULTS_DIR) -> str:
     if not f.is_file():
         return "_(run `python scripts/ci_reference.py`)_"
     df = pd.read_csv(f)
-    return f"From `results/ci_reference.csv` (`python scripts/ci_reference.py`).\n\n" + _md(
+    return "From `results/ci_reference.csv` (`python scripts/ci_reference.py`).\n\n" + _md(
         df[["recipe", "model", "budget", "ap_untrained", "ap_trained", "tolerance", "train_seconds"]])
 
 

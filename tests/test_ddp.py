@@ -122,7 +122,8 @@ def test_two_process_ddp_matches_single_process_on_the_global_batch(tiny_synth: 
     print(f"max |grad diff| SyncBN DDP vs single process: {max(diffs.values()):.2e}")
     worst = max(float((plain["grads"][k] - g).abs().max()) for k, g in one["grads"].items())
     print(f"max |grad diff| plain-BN DDP vs single process: {worst:.2e}")
-    assert worst > 1e-4   # without SyncBN the halves are normalised separately: not the same computation
+    # without SyncBN the halves are normalised separately: not the same computation (far beyond float noise)
+    assert worst > 100 * max(max(diffs.values()), 1e-8)
 
 
 def test_torchrun_training_writes_on_rank0_and_resumes_in_one_process(tiny_synth: Path, tmp_path: Path) -> None:
@@ -132,7 +133,7 @@ def test_torchrun_training_writes_on_rank0_and_resumes_in_one_process(tiny_synth
 
     run = tmp_path / "run"
     over = [*tiny_overrides(tiny_synth, epochs=2), "train.max_steps_per_epoch=2", "train.sync_bn=true",
-            "optim.scale_lr_by_batch=8", "train.batch_size=4"]
+            "optim.scale_lr_by_batch=8", "train.batch_size=4", "schedule.name=cosine", "schedule.min_lr=1e-5"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--node_rank", "0", "--nproc_per_node",
            "2", "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{_free_port()}", "-m", "poserepro.cli.main",
            "train", "transpose-r-smoke", "--run-dir", str(run)]

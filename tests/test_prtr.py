@@ -289,3 +289,39 @@ def test_whole_image_dataset_normalises_and_flips(tmp_path):
     flipped = WholeImageDataset(tmp_path / "ann.json", tmp_path / "img", (64, 32), train=True, flip_prob=1.0)[0]
     torch.testing.assert_close(flipped["boxes"], torch.tensor([[0.7, 0.4, 0.4, 0.6]]))
     torch.testing.assert_close(flipped["keypoints"][0, 2], torch.tensor([0.8, 0.2, 2.0]))  # became the right eye
+
+
+@pytest.mark.parametrize("name", list(OFFICIAL))
+def test_bench_paper_numbers_per_input_size(name):
+    """`poserepro bench` puts the paper's per-input-size numbers beside PRTR rows (none at TransPose's 256x192)."""
+    from poserepro.bench.paper_numbers import paper_numbers
+
+    official, g384, f384, g512, f512 = OFFICIAL[name]
+    for hw, paper_g, fv in (((384, 288), g384, f384), ((512, 384), g512, f512)):
+        row = paper_numbers(name, hw)
+        assert row is not None and row.gflops == paper_g and row.official_params == official
+        assert row.gflops_convention == "fvcore" and row.official_gflops_fvcore == fv
+    assert paper_numbers(name, (256, 192)) is None
+
+
+def test_e2e_trains_and_evaluates_through_the_training_loop(tiny_synth, tmp_path):
+    """`poserepro train/eval prtr-e2e-smoke`: whole synthetic images in, COCO results for whole images out."""
+    import json
+
+    from poserepro.engine.loop import build_model, evaluate, train
+    from poserepro.recipes import load_recipe
+
+    from .conftest import tiny_overrides
+
+    rec = load_recipe("prtr-e2e-smoke", tiny_overrides(tiny_synth) + ["train.max_steps_per_epoch=2"])
+    res = train(rec, tmp_path / "run")
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert res.checkpoint.is_file() and log[0]["steps"] == 2 and "det_loss_ce" in log[0]
+    model = build_model(rec)
+    model.load_state_dict(torch.load(res.checkpoint, map_location="cpu", weights_only=True)["model"])
+    ev = evaluate(model, rec, tmp_path / "ev", split="val")
+    assert ev.results_file.name == "results_val_e2e.json" and ev.num_crops == 8
+    assert 0.0 <= ev.metrics["AP"] <= 1.0 and set(ev.metrics) >= {"AP", "AP50", "AR"}
+    val_ids = {im["id"] for im in json.loads(ev.ann_file.read_text())["images"]}
+    results = json.loads(ev.results_file.read_text())
+    assert results and all(r["image_id"] in val_ids and len(r["keypoints"]) == 51 for r in results)

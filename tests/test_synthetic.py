@@ -199,6 +199,7 @@ def test_progress_and_config_file(tmp_path: Path) -> None:
         {"min_person_height": 0.9, "max_person_height": 0.5},
         {"clutter": 1.5},
         {"occlusion": -0.1},
+        {"pose": 1.2},
         {"image_size": (8, 8)},
         {"jpeg_quality": 0},
     ],
@@ -227,3 +228,14 @@ def test_worker_write_failure_is_a_data_error(tmp_path: Path) -> None:
     tasks = [(TINY, "train", i, str(tmp_path / "missing" / f"{i}.jpg")) for i in range(4)]
     with pytest.raises(DataError, match="missing"):
         list(_run_workers(tasks, 2))
+
+
+def test_pose_knob_moves_viewpoints(tmp_path: Path) -> None:
+    """``pose`` 0 = near-frontal upright people (the nose is seen), 1 = many side / back views and rolled people."""
+
+    def nose_seen(pose: float) -> float:
+        s = synthesize(tmp_path / f"p{pose}", replace(TINY, num_train=30, num_val=1, pose=pose), workers=1)
+        kps = [_kps(a) for a in _load(s.ann_files["train"])["annotations"]]
+        return float(np.mean([k[0, 2] == 2 for k in kps if k[0, 2] > 0]))
+
+    assert nose_seen(0.0) > nose_seen(1.0) + 0.2

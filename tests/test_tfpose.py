@@ -179,3 +179,14 @@ def test_position_embedding_is_deformable_detrs():
     m = tfpose_smoke(input_size=(64, 96))
     torch.testing.assert_close(m.transformer._pos(h, w, torch.zeros(1)), ref, atol=1e-5, rtol=1e-5)
     assert m.transformer.level_embed.shape == (3, 64)
+
+
+def test_bench_paper_numbers():
+    """`poserepro bench` rows for TFPose carry the paper's GFLOPs (fvcore is our counter for them)."""
+    from poserepro.bench.paper_numbers import paper_numbers
+
+    for name in ("tfpose_r50_e4", "tfpose_r50_e6"):
+        row = paper_numbers(name)
+        assert row is not None and row.gflops == PINNED[name][3] and row.gflops_convention == "fvcore"
+    assert paper_numbers("tfpose_r50_e6", (384, 288)).gflops == 20.4
+    assert paper_numbers("tfpose_r50_e4", (384, 288)) is None

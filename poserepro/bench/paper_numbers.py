@@ -6,7 +6,13 @@ the official implementation where it was measured (FACTS §1.4 / §6). ``gflops`
 ``tools/compute_flops.py``, :func:`~poserepro.bench.flops.flops_paper_convention`) or ``"fvcore"``.
 Sources: TransPose = arXiv 2012.14214 (papers 000_ early version with appendix, 002_ ICCV version);
 BTranspose = Balakrishnan & Upadhyay, "Bottleneck Transformers for Human Pose Estimation with Self-Supervised
-Pre-Training" (paper 001_); SimpleBaseline (arXiv 1804.06208) as quoted in TransPose Table 2.
+Pre-Training" (paper 001_); SimpleBaseline (arXiv 1804.06208) as quoted in TransPose Table 2; PRTR = Li et al.,
+"Pose Recognition with Cascade Transformers" (paper 004_, Table 1 on val2017; its GFLOPs are fvcore counts,
+FACTS §6); TFPose = Mao et al. (paper 003_, Table 5 on val2017; GFLOPs by an unstated counter, compared with
+fvcore here).
+
+Rows are keyed by model name (the paper's 256×192 input) or by ``"<model>@<H>x<W>"`` for other input sizes (PRTR's
+384×288 and 512×384 rows, TFPose's 384×288 row).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ class PaperNumbers:
 _TP = "TransPose (2012.14214)"
 _TP8 = f"{_TP} appendix Table 8 / ICCV Table 7"
 _BT = "BTranspose paper"
+_PRTR = "PRTR (paper 004_) Table 1, val2017; FACTS §6"
+_TF = "TFPose (paper 003_) Table 5, val2017"
 
 PAPER_NUMBERS: dict[str, PaperNumbers] = {
     "transpose_r_a3star": PaperNumbers(5.0e6, 5.4, f"{_TP} Table 1 + 2 (TransPose-R*)", ap=71.5),
@@ -67,12 +75,37 @@ PAPER_NUMBERS: dict[str, PaperNumbers] = {
                                           11_670_481, ap=76.3),
     "btranspose_c3a1_4h_large": PaperNumbers(23.82e6, None, f"{_BT} Table 4 (C3A1(4)-Dino-Large); FACTS §1.4",
                                              23_817_297, ap=76.7),
+    "prtr_r50@384x288": PaperNumbers(41.5e6, 11.0, f"{_PRTR} (ResNet-50 384x288)", 41_505_236,
+                                     official_gflops_fvcore=11.051, gflops_convention="fvcore", ap=68.2),
+    "prtr_r50@512x384": PaperNumbers(41.5e6, 18.8, f"{_PRTR} (ResNet-50 512x384)", 41_505_236,
+                                     official_gflops_fvcore=18.932, gflops_convention="fvcore", ap=71.0),
+    "prtr_r101@384x288": PaperNumbers(60.4e6, 19.1, f"{_PRTR} (ResNet-101 384x288)", 60_445_140,
+                                      official_gflops_fvcore=19.233, gflops_convention="fvcore", ap=70.1),
+    "prtr_r101@512x384": PaperNumbers(60.4e6, 33.4, f"{_PRTR} (ResNet-101 512x384)", 60_445_140,
+                                      official_gflops_fvcore=33.478, gflops_convention="fvcore", ap=72.0),
+    "prtr_hrnet_w32@384x288": PaperNumbers(57.2e6, 21.6, f"{_PRTR} (HRNet-W32 384x288)", 57_234_004,
+                                           official_gflops_fvcore=21.803, gflops_convention="fvcore", ap=73.1),
+    "prtr_hrnet_w32@512x384": PaperNumbers(57.2e6, 37.8, f"{_PRTR} (HRNet-W32 512x384)", 57_234_004,
+                                           official_gflops_fvcore=38.048, gflops_convention="fvcore", ap=73.3),
+    # TFPose prints no parameter counts and has no official code: GFLOPs and AP only.
+    "tfpose_r50_e4": PaperNumbers(None, 7.7, f"{_TF} (N_D 4 row; encoder E4 per its GFLOPs, see TFPose notes)",
+                                  gflops_convention="fvcore", ap=70.5),
+    "tfpose_r50_e6": PaperNumbers(None, 9.2, f"{_TF} (N_D 6 row)", gflops_convention="fvcore", ap=71.0),
+    "tfpose_r50_e6@384x288": PaperNumbers(None, 20.4, f"{_TF} (N_D 6, 384x288 row)", gflops_convention="fvcore",
+                                          ap=72.4),
 }
 
 
-def paper_numbers(model: str) -> PaperNumbers | None:
-    """The published numbers of a registered model name (hyphens accepted), or ``None``."""
-    return PAPER_NUMBERS.get(model.replace("-", "_"))
+def paper_numbers(model: str, input_size_hw: tuple[int, int] = (256, 192)) -> PaperNumbers | None:
+    """The published numbers of a registered model name (hyphens accepted) at an input size, or ``None``.
+
+    A ``"<model>@<H>x<W>"`` row wins; a plain ``"<model>"`` row is the paper's 256×192 input.
+    """
+    key = model.replace("-", "_")
+    row = PAPER_NUMBERS.get(f"{key}@{input_size_hw[0]}x{input_size_hw[1]}")
+    if row is None and tuple(input_size_hw) == (256, 192):
+        row = PAPER_NUMBERS.get(key)
+    return row
 
 
 #: Where a published number cannot be reached (or is not what the released code does), why. Keys are

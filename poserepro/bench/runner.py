@@ -142,7 +142,7 @@ def bench_one(
     model = build(spec, input_size_hw)
     params = count_params(model)
     flops = None if skip_flops else flops_cached(spec, model, input_size_hw)
-    paper = paper_numbers(spec.model) if input_size_hw == (256, 192) else None
+    paper = paper_numbers(spec.model, input_size_hw)
     p_flops = None
     if flops is not None:
         p_flops = flops.paper_convention / 1e9 if (paper is None or paper.gflops_convention == "paper") \

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,12 +12,12 @@ from .common import console, handle_errors
 
 @handle_errors
 def explain_cmd(
-    target: Annotated[Optional[str], typer.Argument(help="Recipe, run directory, or nothing (= latest run).")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Model weights (default: the run's checkpoint).")] = None,
+    target: Annotated[str | None, typer.Argument(help="Recipe, run directory, or nothing (= latest run).")] = None,
+    weights: Annotated[str | None, typer.Option(help="Model weights (default: the run's checkpoint).")] = None,
     index: Annotated[int, typer.Option(help="Which person of the split (GT boxes) to explain.")] = 0,
     split: Annotated[str, typer.Option(help="Split to take the person from.")] = "val",
-    ann: Annotated[Optional[Path], typer.Option(help="Annotation file instead of the recipe's split.")] = None,
-    images: Annotated[Optional[Path], typer.Option(help="Image directory for --ann.")] = None,
+    ann: Annotated[Path | None, typer.Option(help="Annotation file instead of the recipe's split.")] = None,
+    images: Annotated[Path | None, typer.Option(help="Image directory for --ann.")] = None,
     kind: Annotated[str, typer.Option(help="dependency (what a keypoint attends to) | affected.")] = "dependency",
     threshold: Annotated[float, typer.Option(help="Zero out attention values at or below this.")] = 0.0,
     out: Annotated[Path, typer.Option(help="Output PNG.")] = Path("dependency_areas.png"),

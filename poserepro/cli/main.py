@@ -15,8 +15,8 @@ from rich.table import Table
 from . import data as data_cli
 from .ablate import ablate_cmd
 from .bench import bench as bench_cmd
-from .convert import convert as convert_cmd
 from .common import STATE, console, handle_errors
+from .convert import convert as convert_cmd
 from .demo import demo_cmd
 from .evaluate import eval_cmd
 from .explain import explain_cmd

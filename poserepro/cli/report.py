@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,9 +13,9 @@ from .common import console, handle_errors
 @handle_errors
 def report_cmd(
     section: Annotated[
-        Optional[str], typer.Argument(help="models | ci | evaluations | ablations | speed | pipeline")
+        str | None, typer.Argument(help="models | ci | evaluations | ablations | speed | pipeline")
     ] = None,
-    readme: Annotated[Optional[Path], typer.Option(help="Regenerate the report blocks of this README.")] = None,
+    readme: Annotated[Path | None, typer.Option(help="Regenerate the report blocks of this README.")] = None,
 ) -> None:
     """Print the results tables as markdown (or refresh the README's generated sections)."""
     from ..errors import UnknownNameError, suggest

@@ -28,6 +28,10 @@ def synth_cmd(
     seed: Annotated[int, typer.Option(help="Seed (same seed → byte-identical annotations).")] = 0,
     persons_per_image: Annotated[str, typer.Option(help="MIN,MAX persons per image.")] = "1,3",
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    clutter: Annotated[float | None, typer.Option(help="Background clutter in [0, 1] (default: SynthConfig).")] = None,
+    occlusion: Annotated[float | None, typer.Option(help="Person overlap / occluders in [0, 1].")] = None,
+    noise: Annotated[float | None, typer.Option(help="Noise, blur and lighting variation in [0, 1].")] = None,
+    pose: Annotated[float | None, typer.Option(help="Side/back views, rolled and lying people in [0, 1].")] = None,
 ) -> None:
     """Write a deterministic multi-person dataset in COCO keypoint format (+ a detector-style box file)."""
     import time
@@ -35,7 +39,10 @@ def synth_cmd(
     from ..data.synthetic import SynthConfig, synthesize
 
     t0 = time.perf_counter()
-    cfg = SynthConfig(num_train=images, num_val=val_images, seed=seed, persons_per_image=_range(persons_per_image))
+    knobs = {k: v for k, v in (("clutter", clutter), ("occlusion", occlusion), ("noise", noise), ("pose", pose))
+             if v is not None}
+    cfg = SynthConfig(num_train=images, num_val=val_images, seed=seed, persons_per_image=_range(persons_per_image),
+                      **knobs)
     s = synthesize(out, cfg, workers=workers)
     secs = time.perf_counter() - t0
     console.print(f"wrote {s.num_images} images, {s.num_persons} persons to {s.root} in {secs:.1f} s")

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import torch
 
-from ..models.matching import readout_keypoints
 from .regression import denormalize_joints, flip_average
 
 
@@ -37,6 +36,8 @@ def set_readout(
         ``(coords (B, K, 2) normalised, scores (B, K))``.
     """
     prob = joint_probabilities(logits, include_bg_logit)
+    from ..models.matching import readout_keypoints  # here: poserepro.models imports this module
+
     idx = readout_keypoints(prob, fixed)  # (B, K)
     out = coords.gather(1, idx[..., None].expand(-1, -1, coords.shape[-1]))
     scores = prob.gather(1, idx[:, None, :]).squeeze(1)  # scores[b, k] = prob[b, idx[b, k], k]

@@ -88,6 +88,30 @@ def model_state_from(obj: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+def check_state_fits(
+    state: dict[str, torch.Tensor], model: torch.nn.Module, subject: str, target: str, strict: bool = True,
+) -> None:
+    """Raise a one-line :class:`CheckpointError` unless ``state`` fits ``model.state_dict()``.
+
+    Shapes must agree on every shared key; with ``strict`` the key sets must be equal too.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    bad = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    if bad:
+        k = bad[0]
+        raise CheckpointError(
+            f"{subject} does not fit {target}: {k} has shape {tuple(state[k].shape)} but the model expects "
+            f"{tuple(own[k].shape)} ({len(bad)} mismatches); is it for another model variant or num_joints?"
+        )
+    if strict and (missing or unexpected):
+        raise CheckpointError(
+            f"{subject} does not fit {target}: {len(missing)} missing key(s) (e.g. {missing[:2]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:2]}); is it for another model?"
+        )
+
+
 def load_model_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) -> None:
     """Load model weights from a checkpoint file; shape / key mismatches become one-line CheckpointErrors.
 
@@ -104,21 +128,7 @@ def load_model_weights(model: torch.nn.Module, path: str | Path, strict: bool = 
         load_official_into(model, path)
         return
     state = model_state_from(raw)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    bad = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
-    if bad:
-        k = bad[0]
-        raise CheckpointError(
-            f"checkpoint {path} does not fit this model: {k} has shape {tuple(state[k].shape)} but the model "
-            f"expects {tuple(own[k].shape)} ({len(bad)} mismatches); is it for another model or num_joints?"
-        )
-    if strict and (missing or unexpected):
-        raise CheckpointError(
-            f"checkpoint {path} does not fit this model: {len(missing)} missing key(s) (e.g. {missing[:2]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:2]}); is it for another model?"
-        )
+    check_state_fits(state, model, f"checkpoint {path}", "this model", strict)
     model.load_state_dict(state, strict=strict)
 
 

@@ -73,7 +73,7 @@ def ensure_synthetic(cfg: DataCfg) -> Path:
     import dataclasses
     import json
 
-    from ..data.synthetic import SynthConfig, synthesize
+    from ..data.synthetic import GENERATOR_VERSION, SynthConfig, synthesize
     from ..errors import RecipeError
 
     root = Path(cfg.root)
@@ -89,7 +89,7 @@ def ensure_synthetic(cfg: DataCfg) -> Path:
             have = json.loads(marker.read_text())
         except json.JSONDecodeError:
             have = {}
-        wanted = json.loads(json.dumps(dataclasses.asdict(want)))
+        wanted = json.loads(json.dumps({**dataclasses.asdict(want), "generator_version": GENERATOR_VERSION}))
         if all(have.get(k) == v for k, v in wanted.items()):
             return root
     synthesize(root, want)

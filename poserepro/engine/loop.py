@@ -73,7 +73,66 @@ def _amp_ctx(device: torch.device, amp: str):
 
 
 def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    def move(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            return v.to(device, non_blocking=True)
+        if isinstance(v, list):  # end-to-end targets: one dict of tensors per image
+            return [move(x) for x in v]
+        if isinstance(v, dict):
+            return {k: move(x) for k, x in v.items()}
+        return v
+
+    return {k: move(v) for k, v in batch.items()}
+
+
+def to_channels_last(model: nn.Module) -> None:
+    """Convert every 2-D convolution's weights to channels-last (other parameters keep their layout)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            m.to(memory_format=torch.channels_last)
+
+
+def is_end_to_end(model: nn.Module) -> bool:
+    """Whole-image models (end-to-end PRTR) train and evaluate without person crops."""
+    core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    return getattr(core, "output_type", "heatmap") == "e2e"
+
+
+class _WholeImages(torch.utils.data.Dataset):
+    """:class:`~poserepro.models.prtr_e2e.WholeImageDataset` items as the training loop's batch dicts."""
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.base[index]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
+    @staticmethod
+    def collate(items: list[dict]) -> dict[str, Any]:
+        from ..models.prtr_e2e import collate_whole_images
+
+        images, targets, ids, sizes = collate_whole_images(items)
+        return {"image": images, "targets": targets, "image_id": ids, "orig_size": sizes}
+
+
+def whole_image_dataset(recipe: Recipe, split: str, train: bool, ann_file: str | Path | None = None,
+                        image_dir: str | Path | None = None) -> _WholeImages:
+    """The recipe's ``split`` as whole images resized to ``data.input_size`` (end-to-end PRTR)."""
+    from ..models.prtr_e2e import WholeImageDataset
+    from .data import split_files
+
+    files = split_files(recipe.data, split)
+    return _WholeImages(WholeImageDataset(
+        ann_file or files.ann_file, image_dir or files.image_dir, recipe.data.input_size, train=train,
+        num_joints=recipe.data.num_joints, flip_prob=recipe.data.flip_prob, color_rgb=recipe.data.color_rgb,
+        seed=recipe.train.seed,
+    ))
 
 
 def compute_loss(
@@ -84,6 +143,8 @@ def compute_loss(
     if getattr(core, "output_type", "heatmap") == "heatmap":
         loss = criterion(outputs.float(), batch["heatmaps"], batch["target_weight"])
         return loss, {"loss_heatmap": float(loss.detach())}
+    if getattr(core, "output_type", "heatmap") == "e2e":
+        return core.loss(outputs, batch["targets"])
     return core.loss(outputs, batch)
 
 
@@ -137,8 +198,13 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
         torch.set_num_threads(recipe.train.threads)
     seed_everything(recipe.train.seed + dist.get_rank(), recipe.train.deterministic)
 
-    records, _ = person_records(recipe, "train")
-    dataset = make_dataset(recipe, records, train=True)
+    model = build_model(recipe)
+    e2e = is_end_to_end(model)
+    if e2e:  # end-to-end PRTR: whole images and their persons, no person crops
+        dataset: Any = whole_image_dataset(recipe, "train", train=True)
+    else:
+        records, _ = person_records(recipe, "train")
+        dataset = make_dataset(recipe, records, train=True)
     world = dist.get_world_size()
     sampler = DistributedSampler(dataset, shuffle=True, seed=recipe.train.seed) if world > 1 else None
     gen = torch.Generator().manual_seed(recipe.train.seed)
@@ -150,7 +216,6 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
     )
     device_transform = getattr(dataset, "transform", None)  # data.pipeline=fast: warp + targets on the device
 
-    model = build_model(recipe)
     weights = init_weights or recipe.model.weights
     if weights and not resume:
         _load_initial_weights(model, weights)
@@ -158,7 +223,7 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
         model = dist.convert_sync_batchnorm(model, recipe.train.device)  # CPU: gloo-capable SyncBN
     model.to(device)
     if recipe.train.channels_last:
-        model.to(memory_format=torch.channels_last)
+        to_channels_last(model)
     optimizer = build_optimizer(model, recipe.optim, recipe.train.batch_size * world)
     base_lr = optimizer.param_groups[0]["initial_lr"]
     scaler = torch.amp.GradScaler(device.type, enabled=recipe.train.amp == "fp16")
@@ -213,7 +278,7 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
             if recipe.train.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with _amp_ctx(device, recipe.train.amp):
-                outputs = ddp_model(images)
+                outputs = ddp_model(images, batch["targets"]) if e2e else ddp_model(images)
             loss, parts = compute_loss(ddp_model, outputs, batch, criterion)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch} step {step}; lower optim.lr")
@@ -312,9 +377,16 @@ def evaluate(
     ann_file: str | Path | None = None, image_dir: str | Path | None = None, progress: ProgressFn | None = None,
     results_name: str | None = None,
 ) -> EvalResult:
-    """Top-down evaluation of ``model`` on a split; writes the COCO results JSON into ``out_dir``."""
+    """Top-down evaluation of ``model`` on a split; writes the COCO results JSON into ``out_dir``.
+
+    End-to-end models (:func:`is_end_to_end`) see whole images instead: boxes, detector files and flip test do not
+    apply to them.
+    """
     t0 = time.perf_counter()
     dev = torch.device(device or recipe.train.device)
+    if is_end_to_end(model):
+        return _evaluate_whole_images(model, recipe, out_dir, split, dev, ann_file, image_dir, progress,
+                                      results_name, t0)
     records, files = person_records(recipe, split, use_gt_boxes, det_file, ann_file, image_dir)
     ds = make_dataset(recipe, records, train=False)
     loader = DataLoader(ds, batch_size=recipe.eval.batch_size, shuffle=False, num_workers=recipe.data.workers)
@@ -336,6 +408,36 @@ def evaluate(
     if files.has_gt:
         metrics = evaluate_keypoints(files.ann_file, results, backend=recipe.eval.backend, sigmas=spec.sigmas)
     return EvalResult(metrics, res_path, len(records), len(results), files.ann_file, time.perf_counter() - t0)
+
+
+@torch.no_grad()
+def _evaluate_whole_images(
+    model: nn.Module, recipe: Recipe, out_dir: str | Path, split: str, dev: torch.device,
+    ann_file: str | Path | None, image_dir: str | Path | None, progress: ProgressFn | None,
+    results_name: str | None, t0: float,
+) -> EvalResult:
+    """End-to-end PRTR: every image of the split through detector + keypoint Transformer → COCO results → AP."""
+    from ..models.prtr_e2e import predict_image_results
+    from .data import split_files
+
+    files = split_files(recipe.data, split)
+    ds = whole_image_dataset(recipe, split, train=False, ann_file=ann_file, image_dir=image_dir)
+    loader = DataLoader(ds, batch_size=recipe.eval.batch_size, shuffle=False, num_workers=recipe.data.workers,
+                        collate_fn=ds.collate)
+    model.to(dev).eval()
+    results: list[dict] = []
+    for step, batch in enumerate(loader):
+        results += predict_image_results(model, batch["image"].to(dev), batch["image_id"], batch["orig_size"],
+                                         in_vis_thre=recipe.eval.in_vis_thre)
+        if progress:
+            progress({"step": step + 1, "steps": len(loader)})
+    res_path = Path(out_dir) / (results_name or f"results_{split}_e2e.json")
+    write_results(res_path, results)
+    gt = Path(ann_file) if ann_file else files.ann_file
+    has_gt = files.has_gt if ann_file is None else True
+    metrics = evaluate_keypoints(gt, results, backend=recipe.eval.backend,
+                                 sigmas=get_spec("coco").sigmas) if has_gt else {}
+    return EvalResult(metrics, res_path, len(ds), len(results), gt, time.perf_counter() - t0)
 
 
 def _evaluate_mpii(p: dict[str, np.ndarray], files: Any, split: str, flip: bool, out_dir: str | Path,

@@ -45,13 +45,14 @@ class BTranspose(TransPose):
         self, widths: Sequence[int], blocks: Sequence[int], mhsa_groups: Sequence[int], mhsa_heads: int = 4,
         mhsa: MHSAKind = "btranspose", input_size: tuple[int, int] = (192, 256), d_model: int = 256,
         num_heads: int = 8, dim_feedforward: int = 1024, num_layers: int = 4, num_joints: int = 17,
-        pos_embed: PEKind = "learnable", dropout: float = 0.1,
+        pos_embed: PEKind = "learnable", dropout: float = 0.1, backbone_init: str = "pose",
     ) -> None:
         strides = (1, 2, 1, 1)[: len(widths)]
         backbone = BoTNet(widths, blocks, strides, mhsa_groups, mhsa_heads, input_size, mhsa)
         super().__init__(
             backbone, backbone.channels[-1], backbone.strides[-1], input_size, d_model, num_heads, dim_feedforward,
             num_layers, num_joints, pos_embed, num_deconv=1, dropout=dropout, pos_every_layer=False,
+            backbone_init=backbone_init,
         )
         self.mhsa = mhsa
 
@@ -131,10 +132,12 @@ def btranspose_c3a1_4h_large(**kw) -> BTranspose:
 def btranspose_smoke(
     mhsa_heads: int = 2, num_layers: int = 2, mhsa: MHSAKind = "btranspose",
     input_size: tuple[int, int] = (96, 128), num_joints: int = 17, pos_embed: PEKind = "learnable",
-    dropout: float = 0.1,
+    dropout: float = 0.1, backbone_init: str = "torch",
 ) -> BTranspose:
-    """A CPU-sized C3A1 (widths 16/24/32/32, one block per group, d 64, FFN 128, 4 heads, 2 layers)."""
+    """A CPU-sized C3A1 (widths 16/24/32/32, one block per group, d 64, FFN 128, 4 heads, 2 layers), trained from
+    scratch with PyTorch's default initialisation (as ``transpose_r_smoke``)."""
     return BTranspose(
         (16, 24, 32, 32), (1, 1, 1, 1), (4,), mhsa_heads, mhsa, input_size, d_model=64, num_heads=4,
         dim_feedforward=128, num_layers=num_layers, num_joints=num_joints, pos_embed=pos_embed, dropout=dropout,
+        backbone_init=backbone_init,
     )

@@ -359,7 +359,12 @@ class WholeImageDataset(Dataset):
         self.flip_prob = flip_prob
         self.color_rgb = color_rgb
         self.flip_pairs = default_flip_pairs(num_joints)
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation draws depend on ``(seed, epoch, index)`` only: the same with any number of workers."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.images)
@@ -377,7 +382,8 @@ class WholeImageDataset(Dataset):
         kps = kps.reshape(-1, self.num_joints, 3)
         kps[..., 0] /= w0
         kps[..., 1] /= h0
-        if self.train and self.rng.random() < self.flip_prob:
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        if self.train and rng.random() < self.flip_prob:
             img = img[:, ::-1]
             boxes[:, 0] = 1 - boxes[:, 0]
             kps[..., 0] = np.where(kps[..., 2] > 0, 1 - kps[..., 0], 0)

@@ -133,7 +133,7 @@ def transpose_r_a4(**kw) -> TransPose:
 @register_model
 def transpose_r_smoke(
     num_layers: int = 2, d_model: int = 64, dim_feedforward: int = 128, num_heads: int = 4,
-    input_size: tuple[int, int] = (72, 96), num_joints: int = 17, pos_embed: PEKind = "sine",
+    input_size: tuple[int, int] = (96, 128), num_joints: int = 17, pos_embed: PEKind = "sine",
     dropout: float = 0.1, stem_width: int = 32, stem_blocks: tuple[int, int] = (2, 2), backbone_init: str = "torch",
 ) -> TransPose:
     """A CPU-sized TransPose-R (narrow ResNet-S stem, d-64 encoder) for the synthetic benchmark and CI.
@@ -186,11 +186,11 @@ def transpose_r_l6(**kw) -> TransPose:
 def _transpose_h(
     width: int, d_model: int, dim_feedforward: int, num_layers: int, num_heads: int = 1,
     input_size: tuple[int, int] = (192, 256), num_joints: int = 17, pos_embed: PEKind = "sine",
-    dropout: float = 0.1, backbone_kw: dict | None = None,
+    dropout: float = 0.1, backbone_kw: dict | None = None, backbone_init: str = "pose",
 ) -> TransPose:
     return TransPose(
         hrnet_s(width, **(backbone_kw or {})), width, 4, input_size, d_model, num_heads, dim_feedforward,
-        num_layers, num_joints, pos_embed, num_deconv=0, dropout=dropout,
+        num_layers, num_joints, pos_embed, num_deconv=0, dropout=dropout, backbone_init=backbone_init,
     )
 
 
@@ -234,9 +234,11 @@ def transpose_h_w48_d192(num_heads: int = 2, **kw) -> TransPose:
 def transpose_h_smoke(
     width: int = 16, d_model: int = 32, dim_feedforward: int = 64, num_layers: int = 2, num_heads: int = 1,
     input_size: tuple[int, int] = (96, 128), num_joints: int = 17, pos_embed: PEKind = "sine",
-    dropout: float = 0.1,
+    dropout: float = 0.1, backbone_init: str = "torch",
 ) -> TransPose:
     """A CPU-sized TransPose-H: HRNet-S-W16 with a 16-channel stem, 1 layer1 Bottleneck, one stage-3 unit and
-    1 basic block per branch; d 32, FFN 64, 1 head, 2 layers. Same structure as TP-H (stride-4 attention)."""
+    1 basic block per branch; d 32, FFN 64, 1 head, 2 layers. Same structure as TP-H (stride-4 attention).
+    Trained from scratch, so it keeps PyTorch's default initialisation (as ``transpose_r_smoke``)."""
     return _transpose_h(width, d_model, dim_feedforward, num_layers, num_heads, input_size, num_joints, pos_embed,
-                        dropout, dict(stage3_modules=1, num_blocks=1, stem_width=16, layer1_blocks=1))
+                        dropout, dict(stage3_modules=1, num_blocks=1, stem_width=16, layer1_blocks=1),
+                        backbone_init)

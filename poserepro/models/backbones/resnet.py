@@ -6,7 +6,7 @@ ImageNet and official pose checkpoints load by name.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
