@@ -3,6 +3,7 @@ trained and the untrained model on the synthetic val split.
 
     python scripts/ci_reference.py                      # every recipe with a ci: section
     python scripts/ci_reference.py transpose-r-smoke    # one recipe (its row is replaced)
+    python scripts/ci_reference.py --tolerances-only    # copy the recipes' ci.tolerance into the rows, no training
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ from poserepro.results import append_rows
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("recipes", nargs="*", help="recipe stems (default: every recipe with a ci: section)")
+    ap.add_argument("--tolerances-only", action="store_true",
+                    help="only update the tolerance column from the recipes' ci sections (no training)")
     args = ap.parse_args()
     names = args.recipes or [r for r in list_recipes() if load_recipe(r).ci.get("overrides")]
     rows = reference_rows()
+    if args.tolerances_only:
+        names = []
+        for name, row in rows.items():
+            row["tolerance"] = str(float(load_recipe(name).ci.get("tolerance", row["tolerance"])))
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "synthetic"
         for name in names:

@@ -97,7 +97,7 @@ def eval_cmd(
     import torch
 
     from ..engine.checkpoint import load_model_weights
-    from ..engine.loop import build_model, evaluate
+    from ..engine.loop import build_model, evaluate, is_end_to_end
     from ..recipes import apply_overrides
     from ..results import append_rows
 
@@ -119,6 +119,8 @@ def eval_cmd(
     fl = rec.eval.flip if flip is None else flip
     dest = out_dir or run or Path("runs") / rec.name / "eval"
     boxes = "gt" if use_gt else "detected"
+    if is_end_to_end(model):  # whole images: no person boxes and no flip test
+        boxes, fl = "none (end-to-end)", False
     console.print(f"[bold]eval[/] {rec.name} on {split} ({boxes} boxes, flip {'on' if fl else 'off'}) weights {w}")
     with torch.inference_mode():
         res = evaluate(model, rec, dest, split=split, use_gt_boxes=use_gt, det_file=det_file, flip=fl,
