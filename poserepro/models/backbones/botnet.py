@@ -42,7 +42,42 @@ def _resize_axis(t: torch.Tensor, n: int, dim: int) -> torch.Tensor:
     return out.reshape(*shape[:-1], n).movedim(-1, dim)
 
 
-class BTransposeMHSA(nn.Module):
+class _GridMHSA(nn.Module):
+    """What both MHSA kinds share: 1×1 query/key/value convs (official names), the training grid, and attention
+    that materialises its (head-averaged) map only when ``keep_attention`` is set."""
+
+    def __init__(self, dim: int, grid: tuple[int, int], heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"MHSA width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.grid = (int(grid[0]), int(grid[1]))
+        self.keep_attention = False
+        self.last_attn: torch.Tensor | None = None
+        self.query = nn.Conv2d(dim, dim, 1)
+        self.key = nn.Conv2d(dim, dim, 1)
+        self.value = nn.Conv2d(dim, dim, 1)
+
+    def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x (B, C, H, W)`` → ``q, k, v`` of shape ``(B, heads, H·W, C/heads)`` (unscaled)."""
+        b, c, h, w = x.shape
+        nh, dh = self.heads, c // self.heads
+        return tuple(m(x).view(b, nh, dh, h * w).transpose(-2, -1) for m in (self.query, self.key, self.value))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None,
+               shape: torch.Size) -> torch.Tensor:
+        """``softmax(q·kᵀ + bias)·v`` (no further scaling) back to ``(B, C, H, W)``."""
+        if self.keep_attention:
+            logits = q @ k.transpose(-2, -1)
+            attn = (logits if bias is None else logits + bias).softmax(dim=-1)
+            self.last_attn = attn.mean(dim=1).detach()
+            out = attn @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
+        return out.transpose(-2, -1).reshape(shape)
+
+
+class BTransposeMHSA(_GridMHSA):
     """MHSA of the official BTranspose code (see module docstring).
 
     Args:
@@ -55,17 +90,8 @@ class BTransposeMHSA(nn.Module):
     """
 
     def __init__(self, dim: int, grid: tuple[int, int], heads: int = 4) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"MHSA width {dim} is not divisible by {heads} heads")
-        self.heads = heads
-        self.grid = (int(grid[0]), int(grid[1]))
-        self.keep_attention = False
-        self.last_attn: torch.Tensor | None = None
+        super().__init__(dim, grid, heads)
         dh = dim // heads
-        self.query = nn.Conv2d(dim, dim, 1)
-        self.key = nn.Conv2d(dim, dim, 1)
-        self.value = nn.Conv2d(dim, dim, 1)
         # official names: rel_h spans the width axis, rel_w the height axis (names swapped there; see convert.py)
         self.pos_w = nn.Parameter(torch.randn(1, heads, dh, 1, self.grid[1]))
         self.pos_h = nn.Parameter(torch.randn(1, heads, dh, self.grid[0], 1))
@@ -76,22 +102,11 @@ class BTransposeMHSA(nn.Module):
         return pos.flatten(3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        nh, dh = self.heads, c // self.heads
-        q = self.query(x).view(b, nh, dh, h * w).transpose(-2, -1)  # (B, nh, L, dh)
-        k = self.key(x).view(b, nh, dh, h * w).transpose(-2, -1)
-        v = self.value(x).view(b, nh, dh, h * w).transpose(-2, -1)
+        b, _, h, w = x.shape
+        q, k, v = self.qkv(x)  # (B, nh, L, dh)
         r = self.position(h, w).transpose(-2, -1).expand(b, -1, -1, -1)  # (B, nh, L, dh)
         # logits[i, j] = q_i·k_j + r_i·q_j = [q_i, r_i]·[k_j, q_j]: one attention with doubled key width
-        qq = torch.cat((q, r), dim=-1)
-        kk = torch.cat((k, q), dim=-1)
-        if self.keep_attention:
-            attn = (qq @ kk.transpose(-2, -1)).softmax(dim=-1)
-            self.last_attn = attn.mean(dim=1).detach()
-            out = attn @ v
-        else:
-            out = F.scaled_dot_product_attention(qq, kk, v, scale=1.0)
-        return out.transpose(-2, -1).reshape(b, c, h, w)
+        return self.attend(torch.cat((q, r), dim=-1), torch.cat((k, q), dim=-1), v, None, x.shape)
 
 
 def _rel_table(table: torch.Tensor, n: int) -> torch.Tensor:
@@ -102,24 +117,15 @@ def _rel_table(table: torch.Tensor, n: int) -> torch.Tensor:
     return _resize_axis(table, 2 * n - 1, 0)
 
 
-class RelPosMHSA(nn.Module):
+class RelPosMHSA(_GridMHSA):
     """BoTNet MHSA with relative position logits (see module docstring).
 
     ``forward(x (B, C, H, W)) -> (B, C, H, W)``; ``keep_attention`` / ``last_attn`` as in :class:`BTransposeMHSA`.
     """
 
     def __init__(self, dim: int, grid: tuple[int, int], heads: int = 4) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"MHSA width {dim} is not divisible by {heads} heads")
-        self.heads = heads
-        self.grid = (int(grid[0]), int(grid[1]))
-        self.keep_attention = False
-        self.last_attn: torch.Tensor | None = None
+        super().__init__(dim, grid, heads)
         dh = dim // heads
-        self.query = nn.Conv2d(dim, dim, 1)
-        self.key = nn.Conv2d(dim, dim, 1)
-        self.value = nn.Conv2d(dim, dim, 1)
         self.rel_height = nn.Parameter(torch.randn(2 * self.grid[0] - 1, dh) * dh**-0.5)
         self.rel_width = nn.Parameter(torch.randn(2 * self.grid[1] - 1, dh) * dh**-0.5)
 
@@ -141,18 +147,10 @@ class RelPosMHSA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        nh, dh = self.heads, c // self.heads
-        q = self.query(x).view(b, nh, dh, h * w).transpose(-2, -1) * dh**-0.5  # (B, nh, L, dh)
-        k = self.key(x).view(b, nh, dh, h * w).transpose(-2, -1)
-        v = self.value(x).view(b, nh, dh, h * w).transpose(-2, -1)
-        bias = self.position_logits(q.reshape(b, nh, h, w, dh), h, w)
-        if self.keep_attention:
-            attn = (q @ k.transpose(-2, -1) + bias).softmax(dim=-1)
-            self.last_attn = attn.mean(dim=1).detach()
-            out = attn @ v
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
-        return out.transpose(-2, -1).reshape(b, c, h, w)
+        q, k, v = self.qkv(x)
+        q = q * (c // self.heads) ** -0.5  # (B, nh, L, dh)
+        bias = self.position_logits(q.reshape(b, self.heads, h, w, -1), h, w)
+        return self.attend(q, k, v, bias, x.shape)
 
 
 class BoTBottleneck(nn.Module):
