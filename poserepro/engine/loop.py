@@ -98,41 +98,19 @@ def is_end_to_end(model: nn.Module) -> bool:
     return getattr(core, "output_type", "heatmap") == "e2e"
 
 
-class _WholeImages(torch.utils.data.Dataset):
-    """:class:`~poserepro.models.prtr_e2e.WholeImageDataset` items as the training loop's batch dicts."""
-
-    def __init__(self, base: Any) -> None:
-        self.base = base
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, index: int) -> dict:
-        return self.base[index]
-
-    def set_epoch(self, epoch: int) -> None:
-        self.base.set_epoch(epoch)
-
-    @staticmethod
-    def collate(items: list[dict]) -> dict[str, Any]:
-        from ..models.prtr_e2e import collate_whole_images
-
-        images, targets, ids, sizes = collate_whole_images(items)
-        return {"image": images, "targets": targets, "image_id": ids, "orig_size": sizes}
-
-
 def whole_image_dataset(recipe: Recipe, split: str, train: bool, ann_file: str | Path | None = None,
-                        image_dir: str | Path | None = None) -> _WholeImages:
-    """The recipe's ``split`` as whole images resized to ``data.input_size`` (end-to-end PRTR)."""
+                        image_dir: str | Path | None = None) -> Any:
+    """The recipe's ``split`` as whole images resized to ``data.input_size`` (end-to-end PRTR); its ``collate``
+    makes the loop's batch dicts."""
     from ..models.prtr_e2e import WholeImageDataset
     from .data import split_files
 
     files = split_files(recipe.data, split)
-    return _WholeImages(WholeImageDataset(
+    return WholeImageDataset(
         ann_file or files.ann_file, image_dir or files.image_dir, recipe.data.input_size, train=train,
         num_joints=recipe.data.num_joints, flip_prob=recipe.data.flip_prob, color_rgb=recipe.data.color_rgb,
         seed=recipe.train.seed,
-    ))
+    )
 
 
 def compute_loss(
@@ -143,7 +121,7 @@ def compute_loss(
     if getattr(core, "output_type", "heatmap") == "heatmap":
         loss = criterion(outputs.float(), batch["heatmaps"], batch["target_weight"])
         return loss, {"loss_heatmap": float(loss.detach())}
-    if getattr(core, "output_type", "heatmap") == "e2e":
+    if is_end_to_end(core):
         return core.loss(outputs, batch["targets"])
     return core.loss(outputs, batch)
 
@@ -212,7 +190,7 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
         dataset, batch_size=recipe.train.batch_size, shuffle=sampler is None, sampler=sampler,
         num_workers=recipe.data.workers, drop_last=len(dataset) > recipe.train.batch_size, generator=gen,
         persistent_workers=recipe.data.workers > 0, pin_memory=device.type == "cuda",
-        collate_fn=getattr(dataset, "collate", None),  # data.pipeline=fast: pads the cached source windows
+        collate_fn=getattr(dataset, "collate", None),  # fast pipeline: pads cached windows; e2e: per-image targets
     )
     device_transform = getattr(dataset, "transform", None)  # data.pipeline=fast: warp + targets on the device
 

@@ -362,6 +362,12 @@ class WholeImageDataset(Dataset):
         self.seed = seed
         self.epoch = 0
 
+    @staticmethod
+    def collate(items: list[dict]) -> dict:
+        """Batch items for the training loop: ``{"image", "targets", "image_id", "orig_size"}``."""
+        images, targets, ids, sizes = collate_whole_images(items)
+        return {"image": images, "targets": targets, "image_id": ids, "orig_size": sizes}
+
     def set_epoch(self, epoch: int) -> None:
         """Augmentation draws depend on ``(seed, epoch, index)`` only: the same with any number of workers."""
         self.epoch = epoch
