@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .engine.loop import build_model, evaluate, seed_everything, train
+from .engine.loop import build_model, evaluate, is_end_to_end, seed_everything, train
 from .errors import RecipeError
 from .recipes import load_recipe
 from .results import RESULTS_DIR, environment, now, read_rows
@@ -58,19 +58,22 @@ def run_ci_budget(
 
     Evaluation: synthetic val, flip test on, pycocotools; detector boxes unless the recipe's ``ci.boxes`` is
     ``gt`` (PRTR two-stage: at a CI budget its detector-box AP is dominated by how it scores the false-positive
-    boxes, so the GT-box AP is the one that moves with the keypoints).
+    boxes, so the GT-box AP is the one that moves with the keypoints). End-to-end models take whole images and
+    no boxes, so they have no ``ci.boxes``.
     """
     workdir = Path(workdir)
     over, tol = ci_overrides(recipe_name, data_root or workdir / "synthetic")
     rec = load_recipe(recipe_name, over)
-    boxes = str(dict(rec.ci).get("boxes", "detected"))
-    if boxes not in ("detected", "gt"):
-        raise RecipeError(f"{recipe_name}: ci.boxes must be 'detected' or 'gt', got {boxes!r}")
+    seed_everything(rec.train.seed)
+    untrained = build_model(rec)
+    e2e = is_end_to_end(untrained)
+    boxes = str(dict(rec.ci).get("boxes", "none" if e2e else "detected"))
+    if boxes not in (("none",) if e2e else ("detected", "gt")):
+        allowed = "left out (end-to-end models take no boxes)" if e2e else "'detected' or 'gt'"
+        raise RecipeError(f"{recipe_name}: ci.boxes must be {allowed}, got {boxes!r}")
     gt = boxes == "gt"
     ap0 = float("nan")
     if with_untrained:
-        seed_everything(rec.train.seed)
-        untrained = build_model(rec)
         with torch.inference_mode():
             ap0 = evaluate(untrained, rec, workdir / "untrained", split="val", use_gt_boxes=gt).metrics["AP"]
     t0 = time.perf_counter()
@@ -80,7 +83,8 @@ def run_ci_budget(
     model.load_state_dict(torch.load(result.checkpoint, map_location="cpu", weights_only=True)["model"])
     with torch.inference_mode():
         m = evaluate(model, rec, workdir / "run", split="val", use_gt_boxes=gt).metrics
-    budget = f"{rec.schedule.epochs} ep x {rec.data.synth_images} img, bs {rec.train.batch_size}, {boxes} boxes"
+    given = "whole images (end-to-end)" if e2e else f"{boxes} boxes"
+    budget = f"{rec.schedule.epochs} ep x {rec.data.synth_images} img, bs {rec.train.batch_size}, {given}"
     return CIRun(recipe_name, rec.model.name, budget, ap0, m["AP"], m["AP50"], tol, secs)
 
 

@@ -16,10 +16,8 @@ REFS = reference_rows()
 def test_reference_file_exists_and_margins_are_real() -> None:
     assert REFERENCE_FILE.is_file(), "results/ci_reference.csv missing: run scripts/ci_reference.py"
     assert "transpose-r-smoke" in REFS
-    # every family but end-to-end PRTR, whose from-scratch DETR detector does not leave AP 0 within a CI-sized
-    # CPU budget (README "What could not be done here")
     families = {"transpose-r-smoke", "transpose-h-smoke", "simplebaseline-smoke", "btranspose-smoke", "tfpose-smoke",
-                "prtr-smoke"}
+                "prtr-smoke", "prtr-e2e-smoke"}
     assert families <= set(REFS), f"CI reference rows missing for {sorted(families - set(REFS))}"
     for name, row in REFS.items():
         margin = 2 * float(row["tolerance"])

@@ -10,7 +10,7 @@ import pytest
 
 from poserepro.data.keypoints import COCO_SIGMAS
 from poserepro.errors import DataError
-from poserepro.evaluation.coco import METRIC_NAMES, evaluate_keypoints, load_coco, write_results
+from poserepro.evaluation.coco import METRIC_NAMES, evaluate_keypoints, evaluate_person_boxes, load_coco, write_results
 from poserepro.evaluation.postprocess import oks_iou, oks_nms, rescore_and_nms
 
 ANN = "/work/shared/fixtures/coco-mini/person_keypoints_mini.json"
@@ -173,3 +173,14 @@ def test_rescore_without_sigmas_and_empty():
     out = rescore_and_nms(preds, np.zeros((2, 2)), np.ones((2, 2)), np.ones(2), [1, 1], sigmas=None)
     assert len(out) == 2  # 16 joints (MPII) and no sigmas: rescoring only
     assert rescore_and_nms(np.zeros((0,)), np.zeros((0,)), np.zeros((0,)), np.zeros((0,)), np.zeros((0,))) == []
+
+
+def test_person_box_ap_of_gt_boxes_is_1_and_shifted_boxes_lower_it():
+    gt = json.load(open(ANN))
+    boxes = [{"image_id": a["image_id"], "category_id": 1, "bbox": list(a["bbox"]), "score": 1.0}
+             for a in gt["annotations"] if not a.get("iscrowd", 0)]
+    assert evaluate_person_boxes(ANN, boxes)["AP"] == pytest.approx(1.0)
+    shifted = [{**b, "bbox": [b["bbox"][0] + 0.3 * b["bbox"][2], *b["bbox"][1:]]} for b in boxes]  # IoU 0.54
+    m = evaluate_person_boxes(ANN, shifted)
+    assert m["AP50"] == pytest.approx(1.0) and m["AP75"] == pytest.approx(0.0) and 0.0 < m["AP"] < 0.2
+    assert evaluate_person_boxes(ANN, []) == {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}

@@ -11,7 +11,7 @@ from poserepro.codecs.set_prediction import decode_set, joint_probabilities, set
 from poserepro.data.keypoints import COCO_FLIP_PAIRS
 from poserepro.losses.set_criterion import KeypointSetCriterion
 from poserepro.models.prtr import prtr_hrnet_w32, prtr_r50, prtr_r101, prtr_smoke
-from poserepro.models.prtr_e2e import e2e_loss, predict_image_results, prtr_e2e_smoke
+from poserepro.models.prtr_e2e import e2e_loss, predict_image_results, predict_with_boxes, prtr_e2e_smoke
 from poserepro.registry import create_model
 
 # name -> (official parameter count, paper GFLOPs 384x288, official fvcore 384x288, paper 512x384, fvcore 512x384)
@@ -240,6 +240,47 @@ def test_e2e_loss_and_predict_on_tiny_batch():
     assert set(r) == {"image_id", "category_id", "keypoints", "score"} and len(r["keypoints"]) == 51
     xs = torch.tensor(r["keypoints"][0::3])
     assert r["image_id"] in (11, 12) and (xs >= 0).all() and (xs <= 640).all()
+
+
+def test_e2e_gt_crop_jitter_stays_within_its_bounds():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    targets = _e2e_targets(g, [3, 2])
+    gt = torch.cat([t["boxes"] for t in targets])
+    exact = prtr_e2e_smoke(input_size=(96, 96), train_crop="gt")
+    out = exact(torch.randn(2, 3, 96, 96, generator=g), targets)
+    order = [int(out["kpt_target"][n]) + 3 * int(out["kpt_batch"][n]) for n in range(len(out["kpt_batch"]))]
+    torch.testing.assert_close(out["kpt_boxes"], gt[order])  # no jitter: the GT boxes themselves
+    jit = prtr_e2e_smoke(input_size=(96, 96), train_crop="gt", crop_jitter=0.2)
+    boxes = gt.repeat(200, 1)
+    j = jit.jitter_boxes(boxes)
+    shift = (j[:, :2] - boxes[:, :2]) / boxes[:, 2:]
+    scale = j[:, 2:] / boxes[:, 2:]
+    assert shift.abs().max() <= 0.2 + 1e-6 and shift.abs().max() > 0.15  # uniform over ±0.2 of w / h
+    assert (scale - 1).abs().max() <= 0.2 + 1e-6 and (scale - 1).abs().max() > 0.15
+    with pytest.raises(ValueError, match="crop_jitter"):
+        prtr_e2e_smoke(crop_jitter=1.5)
+
+
+def test_e2e_predict_with_given_boxes_and_box_results():
+    """Diagnostics of scripts/calibrate.py: keypoints on given (e.g. GT) boxes; the detector's boxes in pixels."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(2)
+    m = prtr_e2e_smoke(input_size=(96, 96))
+    images = torch.randn(2, 3, 96, 96, generator=g)
+    given = [t["boxes"] for t in _e2e_targets(g, [2, 1])]
+    sizes = torch.tensor([[640.0, 480.0], [320.0, 240.0]])
+    kpts, boxes = predict_with_boxes(m, images, given, [11, 12], sizes)
+    assert [r["image_id"] for r in kpts] == [11, 11, 12] and len(boxes) == 2 * m.query_embed.num_embeddings
+    for r, box, size in zip(kpts, torch.cat(given), sizes[[0, 0, 1]]):
+        xy = torch.tensor(r["keypoints"]).reshape(17, 3)[:, :2] / size
+        lo = box[:2] - 0.5 * m.crop_enlarge * box[2:]
+        hi = box[:2] + 0.5 * m.crop_enlarge * box[2:]
+        assert ((xy >= lo - 1e-5) & (xy <= hi + 1e-5)).all()  # inside the enlarged crop of the box it was given
+    det = m.eval().detect(images)[1]["pred_boxes"][1, 0]
+    x, y, w, h = boxes[m.query_embed.num_embeddings]["bbox"]
+    torch.testing.assert_close(torch.tensor([x + w / 2, y + h / 2, w, h]) / sizes[1].repeat(2), det)
+    assert predict_with_boxes(m, images, [torch.zeros(0, 4), torch.zeros(0, 4)], [11, 12], sizes)[0] == []
 
 
 def _detr_sine(h: int, w: int, d: int, offset: float = 0.0) -> torch.Tensor:

@@ -266,3 +266,22 @@ def write_results(path: str | Path, results: Sequence[dict]) -> Path:
             os.unlink(tmp)
         raise
     return p
+
+
+def evaluate_person_boxes(ann_file: str | Path, results: Sequence[dict], quiet: bool = True) -> dict[str, float]:
+    """COCOeval ``iouType="bbox"`` of person boxes ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}]``
+    against a keypoint annotation file (pycocotools): ``{"AP", "AP50", "AP75"}``; empty results give zeros.
+
+    Used to tell an end-to-end model's detector apart from its keypoint head (``scripts/calibrate.py``).
+    """
+    coco_gt = load_coco(ann_file, quiet=quiet)
+    if not results:
+        return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+        ev = COCOeval(coco_gt, coco_gt.loadRes(list(results)), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1]), "AP75": float(ev.stats[2])}

@@ -17,7 +17,9 @@ chooses.
   ``max_persons`` (5) with at least one labelled keypoint are sampled per image; the keypoint set loss (CE +
   5·L1, auxiliary layers re-matched) is computed in the crop frame of the *predicted* box: the L1 target is the
   ground truth mapped with the detached box and the prediction is mapped to the image with the live box and back
-  with the detached one (same value, gradient to the box).
+  with the detached one (same value, gradient to the box). ``train_crop="gt"`` with ``crop_jitter`` crops
+  jittered ground-truth boxes instead (not in the paper; the CPU smoke recipe's warm-up aid, README "End-to-end
+  PRTR on the CI budget").
 * Inference: the ``eval_persons`` (20) most confident queries of every image are cropped; joints are read out with
   the Hungarian algorithm (background logit dropped before the softmax); a person's score is its detection
   probability times the mean of its joint scores above ``in_vis_thre`` (HRNet rescoring). See
@@ -74,6 +76,9 @@ class PRTREndToEnd(nn.Module):
         train_crop: in training crop the matched persons' *predicted* boxes (``"pred"``, the paper; keypoint
             gradients reach the detector) or their ground-truth boxes (``"gt"``: not in the paper, a warm-up aid
             for detectors trained from scratch).
+        crop_jitter: with ``train_crop="gt"``, each ground-truth crop box is shifted by up to ±``crop_jitter`` of
+            its width / height and its size scaled by a factor in ``[1 − crop_jitter, 1 + crop_jitter]`` (uniform,
+            per box), so the keypoint Transformer also sees the imperfect boxes a detector gives at test time.
     """
 
     output_type = "e2e"
@@ -87,7 +92,7 @@ class PRTREndToEnd(nn.Module):
         kpt_dec_layers: int = 6, kpt_dropout: float = 0.0, kpt_queries: int = 100,
         crop_levels: Sequence[int] | None = None, crop_size: tuple[int, int] = (10, 10), crop_enlarge: float = 1.25,
         max_persons: int = 5, eval_persons: int = 20, aux_loss: bool = True, include_bg_logit: bool = False,
-        kpt_weight: float = 1.0, train_crop: Literal["pred", "gt"] = "pred",
+        kpt_weight: float = 1.0, train_crop: Literal["pred", "gt"] = "pred", crop_jitter: float = 0.0,
         flip_pairs: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         super().__init__()
@@ -107,6 +112,9 @@ class PRTREndToEnd(nn.Module):
         if train_crop not in ("pred", "gt"):
             raise ValueError(f"train_crop must be 'pred' or 'gt', got {train_crop!r}")
         self.train_crop = train_crop
+        if not 0.0 <= crop_jitter < 1.0:
+            raise ValueError(f"crop_jitter must be in [0, 1), got {crop_jitter}")
+        self.crop_jitter = crop_jitter
         self.flip_pairs = default_flip_pairs(num_joints, flip_pairs)
         # person detector (DETR)
         self.backbone = backbone
@@ -161,6 +169,13 @@ class PRTREndToEnd(nn.Module):
         c = boxes[:, None, :2]
         wh = boxes[:, None, 2:].clamp(min=1e-6)
         return (xy - c) / (self.crop_enlarge * wh) + 0.5
+
+    def jitter_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
+        """Random shift (±``crop_jitter``·wh) and scale (×[1 ± ``crop_jitter``]) of cxcywh boxes ``(N, 4)``."""
+        j = self.crop_jitter
+        u = (torch.rand(boxes.shape, device=boxes.device, dtype=boxes.dtype) * 2 - 1) * j
+        wh = boxes[:, 2:]
+        return torch.cat([boxes[:, :2] + u[:, :2] * wh, wh * (1 + u[:, 2:])], dim=1)
 
     def detect(self, x: torch.Tensor) -> tuple[list[torch.Tensor], dict]:
         """Backbone + person DETR: ``(features, {"pred_logits" (B, Q, 2), "pred_boxes" (B, Q, 4), "aux_outputs"})``."""
@@ -242,6 +257,8 @@ class PRTREndToEnd(nn.Module):
         boxes = det["pred_boxes"][b_idx, q_idx]
         if targets is not None and self.train_crop == "gt" and len(b_idx):
             boxes = torch.stack([targets[int(b)]["boxes"][int(t)] for b, t in zip(b_idx, t_idx)]).to(boxes)
+            if self.crop_jitter > 0:
+                boxes = self.jitter_boxes(boxes)
         det["kpt_batch"], det["kpt_query"], det["kpt_boxes"] = b_idx, q_idx, boxes
         if len(b_idx):
             det["kpt"] = self.keypoints(feats, b_idx, boxes)
@@ -323,6 +340,55 @@ def predict_image_results(
         results.append({"image_id": int(image_ids[int(b_idx[n])]), "category_id": 1,
                         "keypoints": [float(v) for v in kps], "score": score})
     return results
+
+
+@torch.no_grad()
+def predict_with_boxes(
+    model: PRTREndToEnd, images: torch.Tensor, boxes: Sequence[torch.Tensor], image_ids: Sequence[int],
+    orig_sizes: torch.Tensor | Sequence, in_vis_thre: float = 0.2,
+) -> tuple[list[dict], list[dict]]:
+    """Diagnostics: the keypoint Transformer on *given* boxes, and the detector's boxes as COCO box results.
+
+    Args:
+        model: an end-to-end PRTR.
+        images: ``(B, 3, H, W)`` resized whole images.
+        boxes: per image ``(n_i, 4)`` cxcywh normalised boxes to crop (e.g. the ground truth: an oracle detector).
+        image_ids, orig_sizes, in_vis_thre: as :func:`predict_image_results`.
+
+    Returns:
+        ``(keypoint_results, box_results)``: keypoint results for the given boxes, scored by the mean joint score
+        above ``in_vis_thre``; and ``[{"image_id", "category_id": 1, "bbox": [x, y, w, h], "score"}]`` for every
+        person query, in original pixels.
+    """
+    was_training = model.training
+    model.eval()
+    feats, det = model.detect(images)
+    model.train(was_training)
+    sizes = torch.as_tensor(orig_sizes, dtype=torch.float32, device=images.device).reshape(-1, 2)
+    prob = det["pred_logits"].float().softmax(-1)[..., 0]
+    box_results = []
+    for b in range(images.shape[0]):
+        w0, h0 = sizes[b].tolist()
+        for q in range(prob.shape[1]):
+            cx, cy, w, h = det["pred_boxes"][b, q].float().tolist()
+            box_results.append({"image_id": int(image_ids[b]), "category_id": 1, "score": float(prob[b, q]),
+                                "bbox": [(cx - w / 2) * w0, (cy - h / 2) * h0, w * w0, h * h0]})
+    b_idx = torch.cat([torch.full((len(bx),), b, dtype=torch.int64) for b, bx in enumerate(boxes)]).to(images.device)
+    if not len(b_idx):
+        return [], box_results
+    given = torch.cat([bx.reshape(-1, 4) for bx in boxes]).to(images.device).float()
+    kpt = model.keypoints(feats, b_idx, given.to(feats[0].dtype))
+    coords, scores = set_readout(kpt["pred_logits"], kpt["pred_coords"], model.include_bg_logit)
+    xy = model.crop_to_image(coords.float(), given) * sizes[b_idx][:, None, :]
+    kpt_results = []
+    for n in range(xy.shape[0]):
+        s = scores[n].float()
+        good = s > in_vis_thre
+        kps = torch.cat([xy[n], s[:, None]], dim=1).reshape(-1).tolist()
+        kpt_results.append({"image_id": int(image_ids[int(b_idx[n])]), "category_id": 1,
+                            "keypoints": [float(v) for v in kps],
+                            "score": float(s[good].mean()) if bool(good.any()) else 0.0})
+    return kpt_results, box_results
 
 
 def e2e_loss(model: PRTREndToEnd, images: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, dict[str, float]]:
@@ -432,14 +498,17 @@ def prtr_e2e_r101(input_size: Sequence[int] = (800, 800), **kw) -> PRTREndToEnd:
 
 @register_model
 def prtr_e2e_smoke(
-    input_size: Sequence[int] = (128, 128), num_joints: int = 17, num_queries: int = 10, d_model: int = 64,
-    num_heads: int = 4, dim_feedforward: int = 128, enc_layers: int = 2, dec_layers: int = 2, dropout: float = 0.0,
-    kpt_d_model: int = 64, kpt_heads: int = 4, kpt_dim_feedforward: int = 128, kpt_enc_layers: int = 2,
-    kpt_dec_layers: int = 2, kpt_queries: int = 25, crop_size: Sequence[int] = (8, 10), **kw,
+    input_size: Sequence[int] = (128, 128), num_joints: int = 17, num_queries: int = 5, d_model: int = 64,
+    num_heads: int = 4, dim_feedforward: int = 128, enc_layers: int = 1, dec_layers: int = 2, dropout: float = 0.0,
+    kpt_d_model: int = 64, kpt_heads: int = 4, kpt_dim_feedforward: int = 128, kpt_enc_layers: int = 1,
+    kpt_dec_layers: int = 2, kpt_queries: int = 17, crop_size: Sequence[int] = (8, 10), **kw,
 ) -> PRTREndToEnd:
-    """CPU-sized end-to-end PRTR for the synthetic multi-person set: ResNet-18 stages 1–3 (trainable BN), detector on
-    C4 (stride 16), crops from C3 + C4, d 64, 2 + 2 layers in both Transformers, 10 person queries, 25 joint
-    queries, 8×10 crops, 128×128 images."""
+    """CPU-sized end-to-end PRTR for the synthetic multi-person set (1–3 persons an image): ResNet-18 stages 1–3
+    (trainable BN), detector on C4 (stride 16), crops from C3 + C4, d 64, 1 encoder + 2 decoder layers in both
+    Transformers, 5 person queries, 17 joint queries (still Hungarian-matched), 8×10 crops, 128×128 images.
+
+    The query and encoder counts were chosen on the CI budget (README "Calibration"): from 10 person queries,
+    25 joint queries and 2 encoder layers, each change raised AP after 8 epochs of the CI set."""
     body = BasicResNet((2, 2, 2), out_levels=(2, 3), norm=batch_norm())
     return PRTREndToEnd(
         body, body.channels, (int(input_size[0]), int(input_size[1])), num_joints=num_joints,
