@@ -322,18 +322,33 @@ def predict_image_results(
     kpt = out.get("kpt")
     if kpt is None:
         return []
-    coords, scores = set_readout(kpt["pred_logits"], kpt["pred_coords"], model.include_bg_logit)
-    xy = model.crop_to_image(coords.float(), out["kpt_boxes"].float()).clamp(0, 1)
-    sizes = torch.as_tensor(orig_sizes, dtype=torch.float32, device=xy.device).reshape(-1, 2)
     b_idx, q_idx = out["kpt_batch"], out["kpt_query"]
-    xy = xy * sizes[b_idx][:, None, :]
     det_prob = out["pred_logits"].float().softmax(-1)[b_idx, q_idx, 0]
+    return _keypoint_results(model, kpt, out["kpt_boxes"], b_idx, image_ids, orig_sizes, in_vis_thre, det_prob,
+                             score_threshold, clamp=True)
+
+
+def _keypoint_results(
+    model: PRTREndToEnd, kpt: dict, boxes: torch.Tensor, b_idx: torch.Tensor, image_ids: Sequence[int],
+    orig_sizes: torch.Tensor | Sequence, in_vis_thre: float, person_prob: torch.Tensor | None = None,
+    score_threshold: float | None = None, clamp: bool = False,
+) -> list[dict]:
+    """COCO keypoint results from the keypoint Transformer's outputs on ``boxes (N, 4)`` of images ``b_idx (N,)``:
+    Hungarian read-out, crop → image (clamped to it with ``clamp``) → original pixels; a person's score is the
+    mean of its joint scores above ``in_vis_thre``, times ``person_prob (N,)`` when given."""
+    coords, scores = set_readout(kpt["pred_logits"], kpt["pred_coords"], model.include_bg_logit)
+    xy = model.crop_to_image(coords.float(), boxes.float())
+    if clamp:
+        xy = xy.clamp(0, 1)
+    sizes = torch.as_tensor(orig_sizes, dtype=torch.float32, device=xy.device).reshape(-1, 2)
+    xy = xy * sizes[b_idx][:, None, :]
     results = []
     for n in range(xy.shape[0]):
         s = scores[n].float()
         good = s > in_vis_thre
-        joint_mean = float(s[good].mean()) if bool(good.any()) else 0.0
-        score = float(det_prob[n]) * joint_mean
+        score = float(s[good].mean()) if bool(good.any()) else 0.0
+        if person_prob is not None:
+            score = float(person_prob[n]) * score
         if score_threshold is not None and score <= score_threshold:
             continue
         kps = torch.cat([xy[n], s[:, None]], dim=1).reshape(-1).tolist()
@@ -378,17 +393,7 @@ def predict_with_boxes(
         return [], box_results
     given = torch.cat([bx.reshape(-1, 4) for bx in boxes]).to(images.device).float()
     kpt = model.keypoints(feats, b_idx, given.to(feats[0].dtype))
-    coords, scores = set_readout(kpt["pred_logits"], kpt["pred_coords"], model.include_bg_logit)
-    xy = model.crop_to_image(coords.float(), given) * sizes[b_idx][:, None, :]
-    kpt_results = []
-    for n in range(xy.shape[0]):
-        s = scores[n].float()
-        good = s > in_vis_thre
-        kps = torch.cat([xy[n], s[:, None]], dim=1).reshape(-1).tolist()
-        kpt_results.append({"image_id": int(image_ids[int(b_idx[n])]), "category_id": 1,
-                            "keypoints": [float(v) for v in kps],
-                            "score": float(s[good].mean()) if bool(good.any()) else 0.0})
-    return kpt_results, box_results
+    return _keypoint_results(model, kpt, given, b_idx, image_ids, sizes, in_vis_thre), box_results
 
 
 def e2e_loss(model: PRTREndToEnd, images: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, dict[str, float]]:
@@ -507,8 +512,8 @@ def prtr_e2e_smoke(
     (trainable BN), detector on C4 (stride 16), crops from C3 + C4, d 64, 1 encoder + 2 decoder layers in both
     Transformers, 5 person queries, 17 joint queries (still Hungarian-matched), 8×10 crops, 128×128 images.
 
-    The query and encoder counts were chosen on the CI budget (README "Calibration"): from 10 person queries,
-    25 joint queries and 2 encoder layers, each change raised AP after 8 epochs of the CI set."""
+    The query and encoder counts were chosen on the CI budget (README "End-to-end PRTR on the CI budget"): from
+    10 person queries, 25 joint queries and 2 encoder layers, each change raised AP after 8 epochs of the CI set."""
     body = BasicResNet((2, 2, 2), out_levels=(2, 3), norm=batch_norm())
     return PRTREndToEnd(
         body, body.channels, (int(input_size[0]), int(input_size[1])), num_joints=num_joints,
