@@ -50,13 +50,15 @@ def models_table(root: Path = RESULTS_DIR) -> str:
 
 
 def ci_table(root: Path = RESULTS_DIR) -> str:
-    """The CI AP references: untrained vs trained AP on the synthetic val split."""
+    """The CI references: per guarded metric the untrained, reference, spread (other seeds, threads and CPU
+    kernels), tolerance and planted-regression values on the synthetic val split."""
     f = root / "ci_reference.csv"
     if not f.is_file():
         return "_(run `python scripts/ci_reference.py`)_"
     df = pd.read_csv(f)
     return "From `results/ci_reference.csv` (`python scripts/ci_reference.py`).\n\n" + _md(
-        df[["recipe", "model", "budget", "ap_untrained", "ap_trained", "tolerance", "train_seconds"]])
+        df[["recipe", "metric", "budget", "untrained", "reference", "spread_lo", "spread_hi", "tolerance", "planted",
+            "train_seconds"]])
 
 
 def evaluations_table(root: Path = RESULTS_DIR) -> str:
