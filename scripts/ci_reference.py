@@ -7,19 +7,20 @@ with a planted regression; set each guarded metric's tolerance from the spread.
     python scripts/ci_reference.py tfpose-smoke --variants base,seed1
     python scripts/ci_reference.py --finalize               # recompute the reference file from the spread file
 
-Variants (each a fresh process, so the CPU-kernel switches apply before torch loads). ``threads1`` varies the
-thread count against ``base``; every other variant runs on 1 thread and varies one more factor against
-``threads1`` (so two 1-thread variants can run side by side on a 2-core machine, see ``--variants``):
-  base      seed 0, 2 threads, the native CPU kernels (what the reference row records)
-  threads1  seed 0, 1 thread (another reduction order in every parallel kernel)
+Variants (each a fresh process, so the CPU-kernel switches apply before torch loads); each varies one factor
+against ``base``, and all but ``threads2`` run on one thread, so two of them can run side by side on a 2-core
+machine (see ``--variants``):
+  base      seed 0, 1 thread (CI's ``CI_THREADS``), the native CPU kernels (what the reference row records)
+  threads2  seed 0, 2 threads (another reduction order in every parallel kernel)
   seed1/2   train.seed=1 / 2
   avx2      ATen, oneDNN and MKL capped at AVX2 (an older or AMD CPU's kernels)
   sse       ATen's non-vectorised kernels, oneDNN capped at SSE4.1, MKL at SSE4.2
   planted   a planted regression: the same budget with a 10x smaller learning rate; the check must fail on it
 
 Two invocations may run at once (the spread file is updated under a lock), e.g.
-    python scripts/ci_reference.py --variants threads1,avx2,seed1 --data D & \
+    python scripts/ci_reference.py --variants base,avx2,seed1 --data D & \
     python scripts/ci_reference.py --variants sse,planted,seed2 --data D
+and ``threads2`` alone afterwards.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ import tempfile
 from pathlib import Path
 
 VARIANTS: dict[str, dict[str, str]] = {
-    "base": {"threads": "2"},
-    "threads1": {"threads": "1"},
+    "base": {"threads": "1"},
+    "threads2": {"threads": "2"},
     "seed1": {"threads": "1", "seed": "1"},
     "seed2": {"threads": "1", "seed": "2"},
     "avx2": {"threads": "1", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
@@ -64,7 +65,8 @@ def run_one(recipe: str, variant: str, data: str, out: str) -> None:
         lr = load_recipe(recipe, ci_overrides(recipe, data)).optim.lr
         extra.append(f"optim.lr={lr / 10!r}")
     with tempfile.TemporaryDirectory() as tmp:
-        run = run_ci_budget(recipe, tmp, data_root=data, with_untrained=variant == "base", extra_overrides=extra)
+        run = run_ci_budget(recipe, tmp, data_root=data, with_untrained=variant == "base", extra_overrides=extra,
+                            threads=int(spec["threads"]))
     Path(out).write_text(json.dumps({
         "recipe": recipe, "variant": variant, "model": run.model, "budget": run.budget, "guard": list(run.guard),
         "trained": run.trained, "untrained": run.untrained, "train_seconds": run.train_seconds,
