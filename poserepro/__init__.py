@@ -11,6 +11,6 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
-from .registry import create_model, list_models, register_model  # noqa: E402
+from .models.registry import create_model, list_models, register_model  # noqa: E402
 
 __all__ = ["__version__", "create_model", "list_models", "register_model"]

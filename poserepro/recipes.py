@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from .errors import RecipeError, UnknownNameError, suggest
+from .keypoints import KeypointSpec, load_layout
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -78,10 +79,17 @@ class DataCfg:
     half_body_min_joints: int = 8
     bbox_padding: float = 1.25
     num_joints: int = 17
+    keypoints: str = ""                  # layout: "" = the dataset's (coco / mpii), or coco, mpii, a layout .json
     workers: int = 2
     max_train_samples: int | None = None
     max_val_samples: int | None = None
     pipeline: Literal["opencv", "fast"] = "opencv"  # training crops: per-sample OpenCV, or cached + batched on device
+
+    def keypoint_spec(self) -> KeypointSpec:
+        """The keypoint layout (flip pairs, sigmas, skeleton, upper body): ``keypoints`` if set, else the
+        dataset's own (COCO for coco and synthetic, MPII for mpii); checked against ``num_joints``."""
+        name = self.keypoints or ("mpii" if self.dataset == "mpii" else "coco")
+        return load_layout(name, self.num_joints)
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,7 @@ class EvalCfg:
     image_thre: float = 0.0
     nms: bool = True
     backend: Literal["pycocotools", "xtcocotools"] = "pycocotools"
+    every: int = 0                       # validate on the val split every N epochs during training (0 = off)
 
 
 @dataclass(frozen=True)

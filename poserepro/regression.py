@@ -25,8 +25,9 @@ from pathlib import Path
 
 import torch
 
-from .engine.loop import build_model, evaluate, is_end_to_end, seed_everything, train
+from .engine import build_model, evaluate, seed_everything, train
 from .errors import RecipeError
+from .families import family_of
 from .recipes import load_recipe
 from .results import environment, now, read_rows  # noqa: F401  (read_rows: re-exported for tests)
 
@@ -118,7 +119,7 @@ def _run_ci_budget(
     guard = guarded_metrics(recipe_name)
     seed_everything(rec.train.seed)
     untrained = build_model(rec)
-    e2e = is_end_to_end(untrained)
+    e2e = family_of(untrained).whole_image
     boxes = str(dict(rec.ci).get("boxes", "none" if e2e else "detected"))
     if boxes not in (("none",) if e2e else ("detected", "gt")):
         allowed = "left out (end-to-end models take no boxes)" if e2e else "'detected' or 'gt'"
@@ -141,11 +142,11 @@ def _run_ci_budget(
 def e2e_diagnostics(model: torch.nn.Module, rec) -> dict[str, float]:
     """End-to-end PRTR on val: keypoint AP with the GT boxes as crops (an oracle detector) and the COCO box AP of
     its person detector, the two halves whose product the end-to-end AP is."""
-    from .data.keypoints import get_spec
-    from .engine.data import split_files
-    from .engine.loop import whole_image_dataset
+    from .codecs.whole_image import predict_with_boxes
+    from .data.splits import split_files
     from .evaluation.coco import evaluate_keypoints, evaluate_person_boxes
-    from .models.prtr_e2e import predict_with_boxes
+    from .families.whole_image import whole_image_dataset
+    from .keypoints import get_spec
 
     ds = whole_image_dataset(rec, "val", train=False)
     kpts: list[dict] = []

@@ -117,7 +117,7 @@ def update_readme(readme: Path, root: Path = RESULTS_DIR) -> list[str]:
             body = fn(root)
             text = pat.sub(lambda m, b=body: m.group(1) + b + "\n" + m.group(3), text)
             done.append(name)
-    from .engine.checkpoint import atomic_write_text
+    from .io import atomic_write_text
 
     atomic_write_text(readme, text)
     return done

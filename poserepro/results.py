@@ -8,11 +8,14 @@ import platform
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .engine.checkpoint import atomic_write_text
+from .io import atomic_write_text
+
+if TYPE_CHECKING:
+    from .recipes import Recipe
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 
@@ -92,3 +95,21 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
         return []
     with p.open(newline="") as f:
         return list(csv.DictReader(f))
+
+
+def tidy_rows(recipe: Recipe, metrics: dict[str, float], split: str, boxes: str, flip: bool,
+              run_dir: Path | None, params: int | None = None, dataset: str | None = None) -> list[dict[str, Any]]:
+    """Long-format rows (one per metric) for :func:`poserepro.results.append_rows`."""
+    env = environment()
+    base = {
+        "recipe": recipe.name, "model": recipe.model.name, "paper": recipe.paper.name,
+        "table_ref": recipe.paper.table_ref, "dataset": dataset or recipe.data.dataset, "split": split,
+        "input_size": f"{recipe.data.input_size[1]}x{recipe.data.input_size[0]}", "boxes": boxes,
+        "flip": flip, "params": params or "", "device": recipe.train.device, "git_sha": env["git_sha"],
+        "torch": env["torch"], "timestamp": now(), "seed": recipe.train.seed, "run_dir": str(run_dir or ""),
+    }
+    rows = []
+    for m, v in metrics.items():
+        paper = recipe.paper.value / 100 if (m == recipe.paper.metric and recipe.paper.value) else ""
+        rows.append({**base, "metric": m, "value": float(v), "paper_value": paper})
+    return rows

@@ -47,8 +47,8 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from poserepro.data.coco import AugmentCfg, TopDownDataset, gt_person_records  # noqa: E402
 from poserepro.data.fast_pipeline import FastTopDownDataset, collate_fast  # noqa: E402
-from poserepro.data.keypoints import get_spec  # noqa: E402
 from poserepro.data.synthetic import SynthConfig, synthesize  # noqa: E402
+from poserepro.keypoints import get_spec  # noqa: E402
 
 INPUT_SIZE = (192, 256)
 HEATMAP_SIZE = (48, 64)

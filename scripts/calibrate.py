@@ -23,11 +23,13 @@ from pathlib import Path
 
 import torch
 
-from poserepro.data.keypoints import get_spec
-from poserepro.engine.data import split_files
-from poserepro.engine.loop import build_model, evaluate, is_end_to_end, train, whole_image_dataset
+from poserepro.codecs.whole_image import predict_with_boxes
+from poserepro.data.splits import split_files
+from poserepro.engine import build_model, evaluate, train
 from poserepro.evaluation.coco import evaluate_keypoints, evaluate_person_boxes
-from poserepro.models.prtr_e2e import predict_with_boxes
+from poserepro.families import family_of
+from poserepro.families.whole_image import whole_image_dataset
+from poserepro.keypoints import get_spec
 from poserepro.recipes import load_recipe
 from poserepro.regression import CI_DATA
 
@@ -67,7 +69,7 @@ def main() -> None:
         model.load_state_dict(torch.load(result.checkpoint, map_location="cpu", weights_only=True)["model"])
         with torch.inference_mode():
             det = evaluate(model, rec, run / "det", split="val", use_gt_boxes=False).metrics
-            if is_end_to_end(model):
+            if family_of(model).whole_image:
                 extra = e2e_diagnostics(model, rec)
             else:
                 extra = {"AP_gt_boxes": evaluate(model, rec, run / "gt", split="val", use_gt_boxes=True).metrics["AP"]}

@@ -91,7 +91,7 @@ def write_csv(path: Path, rows: list[dict], columns: tuple[str, ...]) -> None:
     import csv
     import io
 
-    from poserepro.engine.checkpoint import atomic_write_text
+    from poserepro.io import atomic_write_text
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
@@ -152,7 +152,7 @@ def main() -> None:
     if args.finalize:
         finalize()
         return
-    from poserepro.engine.data import ensure_synthetic
+    from poserepro.data.splits import ensure_synthetic
     from poserepro.recipes import list_recipes, load_recipe
     from poserepro.regression import SPREAD_COLUMNS, SPREAD_FILE, ci_overrides
     from poserepro.results import environment, now, read_rows

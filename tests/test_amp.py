@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
+from poserepro.engine import build_model, train
+from poserepro.engine.build import amp_context
 from poserepro.engine.checkpoint import load_checkpoint
-from poserepro.engine.loop import _amp_ctx, build_model, train
 from poserepro.recipes import load_recipe
 
 from .conftest import tiny_overrides
@@ -33,7 +34,7 @@ def _recipe(root: Path, *extra: str):  # noqa: ANN202
 def test_bf16_autocast_runs_in_bfloat16_and_trains(tiny_synth: Path, tmp_path: Path) -> None:
     rec = _recipe(tiny_synth, "train.amp=bf16")
     model = build_model(rec)
-    with _amp_ctx(torch.device("cpu"), "bf16"):
+    with amp_context(torch.device("cpu"), "bf16"):
         out = model(torch.randn(2, 3, 96, 72))
     assert out.dtype == torch.bfloat16
     res = train(rec, tmp_path / "run")

@@ -77,7 +77,7 @@ def test_reference_is_robust_and_sensitive(key: tuple[str, str]) -> None:
 @pytest.fixture(scope="module")
 def ci_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One synthetic benchmark at the CI size, shared by every family (all CI budgets use the same data)."""
-    from poserepro.engine.data import ensure_synthetic
+    from poserepro.data.splits import ensure_synthetic
 
     root = tmp_path_factory.mktemp("ci") / "synthetic"
     ensure_synthetic(load_recipe("transpose-r-smoke", ci_overrides("transpose-r-smoke", root)).data)

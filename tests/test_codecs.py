@@ -19,8 +19,8 @@ from poserepro.codecs.heatmap import (
     heatmap_to_image,
 )
 from poserepro.data.boxes import box_to_center_scale
-from poserepro.data.keypoints import COCO_FLIP_PAIRS
-from poserepro.data.transforms import affine_points, get_affine_transform, get_affine_transform_udp
+from poserepro.geometry import affine_points, get_affine_transform, get_affine_transform_udp
+from poserepro.keypoints import COCO_FLIP_PAIRS
 
 ANN = "/work/shared/fixtures/coco-mini/person_keypoints_mini.json"
 IN, HM = (192, 256), (48, 64)

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from poserepro import create_model
 from poserepro.cli.convert import convert as convert_cmd
-from poserepro.convert import (
+from poserepro.errors import CheckpointError, UnknownNameError
+from poserepro.weights.official import (
     OFFICIAL_WEIGHTS,
     convert_state_dict,
     load_official,
@@ -24,7 +25,6 @@ from poserepro.convert import (
     looks_official,
     official_name,
 )
-from poserepro.errors import CheckpointError, UnknownNameError
 
 LAYOUTS_STRIDE = {"tp_r_256x192_enc3_d256_h1024_mh8": 8, "tp_h_32_256x192_enc4_d64_h128_mh1": 4}
 KEYS_DIR = Path("/work/shared/fixtures/official-state-dict-keys")
@@ -351,7 +351,7 @@ def test_official_names_and_download(tp_r_a3_file: Path, tmp_path: Path, monkeyp
     out = tmp_path / "converted.pth"
     r = runner.invoke(app, ["convert", "official:tp_r_256x192_enc3_d256_h1024_mh8", "--out", str(out)])
     assert r.exit_code == 0, r.output
-    from poserepro.engine.checkpoint import load_model_weights
+    from poserepro.weights.state import load_model_weights
 
     m = create_model("transpose_r_a3")
     load_model_weights(m, out)

@@ -55,10 +55,10 @@ def _steps(rank: int, world: int, root: str, out: str, sync_bn: bool) -> None:
     from torch import nn
     from torch.utils.data import DataLoader, DistributedSampler
 
-    from poserepro.engine import dist
-    from poserepro.engine.data import make_dataset, person_records
-    from poserepro.engine.loop import _make_criterion, build_model, compute_loss, seed_everything
+    from poserepro.data.splits import make_dataset, person_records
+    from poserepro.engine import build_model, dist, seed_everything
     from poserepro.engine.schedules import build_optimizer
+    from poserepro.families import family_of
     from poserepro.recipes import load_recipe
 
     rec = load_recipe("transpose-r-smoke", [
@@ -74,13 +74,13 @@ def _steps(rank: int, world: int, root: str, out: str, sync_bn: bool) -> None:
         model = dist.convert_sync_batchnorm(model, "cpu")
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt = build_optimizer(model, rec.optim, global_batch=2 * LOCAL_BATCH)
-    criterion = _make_criterion(rec)
+    criterion = family_of(model).criterion(rec, model, torch.device("cpu"))
     grads: dict[str, torch.Tensor] = {}
     net.train()
     for step, batch in enumerate(loader):
         if step == STEPS:
             break
-        loss, _ = compute_loss(net, net(batch["image"]), batch, criterion)
+        loss, _ = criterion(net(batch["image"]), batch)
         opt.zero_grad()
         loss.backward()
         if step == 0:
@@ -127,8 +127,8 @@ def test_two_process_ddp_matches_single_process_on_the_global_batch(tiny_synth: 
 
 
 def test_torchrun_training_writes_on_rank0_and_resumes_in_one_process(tiny_synth: Path, tmp_path: Path) -> None:
+    from poserepro.engine import train
     from poserepro.engine.checkpoint import load_checkpoint
-    from poserepro.engine.loop import train
     from poserepro.recipes import load_recipe
 
     run = tmp_path / "run"

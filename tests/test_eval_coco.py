@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from poserepro.data.keypoints import COCO_SIGMAS
 from poserepro.errors import DataError
 from poserepro.evaluation.coco import METRIC_NAMES, evaluate_keypoints, evaluate_person_boxes, load_coco, write_results
 from poserepro.evaluation.postprocess import oks_iou, oks_nms, rescore_and_nms
+from poserepro.keypoints import COCO_SIGMAS
 
 ANN = "/work/shared/fixtures/coco-mini/person_keypoints_mini.json"
 

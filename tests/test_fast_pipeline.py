@@ -21,8 +21,8 @@ from poserepro.data.fast_pipeline import (
     collate_fast,
     warp_batch,
 )
-from poserepro.data.keypoints import get_spec
-from poserepro.engine.data import make_dataset
+from poserepro.data.splits import make_dataset
+from poserepro.keypoints import get_spec
 from poserepro.recipes import load_recipe
 
 from .conftest import tiny_overrides
@@ -130,7 +130,7 @@ def test_source_cache_is_a_byte_bounded_lru() -> None:
 
 
 def test_recipe_pipeline_fast_trains(tiny_synth: Path, tmp_path: Path) -> None:
-    from poserepro.engine.loop import train
+    from poserepro.engine import train
 
     rec = load_recipe("transpose-r-smoke", tiny_overrides(tiny_synth) + [
         "data.pipeline=fast", "train.max_steps_per_epoch=2", "train.batch_size=4"])

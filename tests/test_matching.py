@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from poserepro.models.matching import (
+from poserepro.codecs.matching import (
     box_cxcywh_to_xyxy,
     box_xyxy_to_cxcywh,
     generalized_box_iou,

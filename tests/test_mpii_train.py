@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from poserepro.engine.checkpoint import load_for_transfer, save_checkpoint
-from poserepro.engine.data import person_records, split_files
-from poserepro.engine.loop import build_model, evaluate, train
+from poserepro.data.splits import person_records, split_files
+from poserepro.engine import build_model, evaluate, train
+from poserepro.engine.checkpoint import save_checkpoint
 from poserepro.engine.schedules import build_optimizer
 from poserepro.errors import CheckpointError, DataError
 from poserepro.evaluation.mpii import pckh_metrics, write_gt_valid
+from poserepro.models.registry import create_model
 from poserepro.recipes import load_recipe
-from poserepro.registry import create_model
+from poserepro.weights.state import load_for_transfer
 
 from .conftest import MPII_MINI
 

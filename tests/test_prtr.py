@@ -8,11 +8,12 @@ import torch
 
 from poserepro.bench.flops import flops_fvcore
 from poserepro.codecs.set_prediction import decode_set, joint_probabilities, set_readout
-from poserepro.data.keypoints import COCO_FLIP_PAIRS
+from poserepro.codecs.whole_image import predict_image_results, predict_with_boxes
+from poserepro.keypoints import COCO_FLIP_PAIRS
 from poserepro.losses.set_criterion import KeypointSetCriterion
 from poserepro.models.prtr import prtr_hrnet_w32, prtr_r50, prtr_r101, prtr_smoke
-from poserepro.models.prtr_e2e import e2e_loss, predict_image_results, predict_with_boxes, prtr_e2e_smoke
-from poserepro.registry import create_model
+from poserepro.models.prtr_e2e import e2e_loss, prtr_e2e_smoke
+from poserepro.models.registry import create_model
 
 # name -> (official parameter count, paper GFLOPs 384x288, official fvcore 384x288, paper 512x384, fvcore 512x384)
 OFFICIAL = {
@@ -115,7 +116,7 @@ def test_criterion_values_match_official_normalisation():
     weights = torch.tensor([[1.0, 0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0]])
     crit = KeypointSetCriterion(num_joints=k, eos_coef=0.1)
     parts = crit.layer_losses(out, targets, weights)
-    from poserepro.models.matching import match_keypoints
+    from poserepro.codecs.matching import match_keypoints
 
     idx = match_keypoints(out["pred_logits"], out["pred_coords"], targets)
     cls = torch.full((b, q), k)
@@ -311,7 +312,8 @@ def test_whole_image_dataset_normalises_and_flips(tmp_path):
     import cv2
     import numpy as np
 
-    from poserepro.models.prtr_e2e import WholeImageDataset, collate_whole_images
+    from poserepro.data.whole_image import WholeImageDataset, collate_whole_images
+    from poserepro.keypoints import COCO_FLIP_PAIRS
 
     (tmp_path / "img").mkdir()
     cv2.imwrite(str(tmp_path / "img" / "a.jpg"), np.zeros((50, 100, 3), np.uint8))
@@ -327,7 +329,8 @@ def test_whole_image_dataset_normalises_and_flips(tmp_path):
     assert images.shape == (1, 3, 32, 64) and ids == [7] and sizes.tolist() == [[100.0, 50.0]]
     torch.testing.assert_close(targets[0]["boxes"], torch.tensor([[0.3, 0.4, 0.4, 0.6]]))
     torch.testing.assert_close(targets[0]["keypoints"][0, 1], torch.tensor([0.2, 0.2, 2.0]))
-    flipped = WholeImageDataset(tmp_path / "ann.json", tmp_path / "img", (64, 32), train=True, flip_prob=1.0)[0]
+    flipped = WholeImageDataset(tmp_path / "ann.json", tmp_path / "img", (64, 32), train=True, flip_prob=1.0,
+                                flip_pairs=COCO_FLIP_PAIRS)[0]
     torch.testing.assert_close(flipped["boxes"], torch.tensor([[0.7, 0.4, 0.4, 0.6]]))
     torch.testing.assert_close(flipped["keypoints"][0, 2], torch.tensor([0.8, 0.2, 2.0]))  # became the right eye
 
@@ -349,7 +352,7 @@ def test_e2e_trains_and_evaluates_through_the_training_loop(tiny_synth, tmp_path
     """`poserepro train/eval prtr-e2e-smoke`: whole synthetic images in, COCO results for whole images out."""
     import json
 
-    from poserepro.engine.loop import build_model, evaluate, train
+    from poserepro.engine import build_model, evaluate, train
     from poserepro.recipes import load_recipe
 
     from .conftest import tiny_overrides

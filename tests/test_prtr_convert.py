@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import poserepro.models.prtr  # noqa: F401  (registers the PRTR models)
-from poserepro.convert_prtr import convert_state_dict, detect_backbone, load_official, official_key_to_ours
 from poserepro.errors import CheckpointError
-from poserepro.registry import create_model
+from poserepro.models.registry import create_model
+from poserepro.weights.prtr import convert_state_dict, detect_backbone, load_official, official_key_to_ours
 
 FIXTURES = Path("/work/shared/fixtures/official-state-dict-keys")
 CASES = {

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from poserepro.errors import RecipeError, UnknownNameError
+from poserepro.models.registry import list_models
 from poserepro.recipes import list_recipes, load_recipe, parse_override
-from poserepro.registry import list_models
 
 
 @pytest.mark.parametrize("stem", list_recipes())

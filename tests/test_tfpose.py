@@ -10,7 +10,8 @@ import torch
 from poserepro.bench.flops import flops_fvcore
 from poserepro.codecs.heatmap import encode_udp
 from poserepro.codecs.regression import encode_udp_batch, flip_average
-from poserepro.data.keypoints import COCO_FLIP_PAIRS
+from poserepro.keypoints import COCO_FLIP_PAIRS
+from poserepro.models.registry import create_model
 from poserepro.models.tfpose import (
     PAPER_GFLOPS_NOTES,
     inverse_sigmoid,
@@ -20,7 +21,6 @@ from poserepro.models.tfpose import (
     tfpose_r50_e6,
     tfpose_smoke,
 )
-from poserepro.registry import create_model
 
 # measured parameter counts (training graph, auxiliary head included) and inference-graph fvcore GFLOPs at 256×192
 PINNED = {

@@ -61,8 +61,8 @@ def resolve(name: str) -> ModelSpec:
     with hyphens read as underscores. Unknown names raise
     :class:`~poserepro.errors.UnknownNameError` with close matches among models and recipes.
     """
+    from ..models.registry import list_models
     from ..recipes import list_recipes, load_recipe
-    from ..registry import list_models
 
     recipes = list_recipes()
     models = list_models()
@@ -81,7 +81,7 @@ def resolve(name: str) -> ModelSpec:
 
 def build(spec: ModelSpec, input_size_hw: tuple[int, int]) -> torch.nn.Module:
     """Build the model for an ``(H, W)`` input (``input_size=(W, H)`` is passed when the builder takes it)."""
-    from ..registry import create_model, model_entrypoint
+    from ..models.registry import create_model, model_entrypoint
 
     args = dict(spec.args)
     params = inspect.signature(model_entrypoint(spec.model)).parameters
@@ -188,7 +188,7 @@ def _fmt(v: Any) -> str:
 def write_rows(path: str | Path, rows: list[dict[str, Any]]) -> Path:
     """Merge ``rows`` into the CSV at ``path``: rows with the same (model, recipe, input_size, batch) are
     replaced, the rest kept; sorted by model, input size and batch; written atomically."""
-    from ..engine.checkpoint import atomic_write_text
+    from ..io import atomic_write_text
 
     path = Path(path)
     old: list[dict[str, str]] = []

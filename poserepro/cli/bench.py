@@ -42,7 +42,8 @@ def bench(
 
     from ..bench.runner import bench_one, default_csv_name, parse_input_size, write_rows
     from ..errors import PoseReproError
-    from ..registry import create_model, list_models
+    from ..families import family_of
+    from ..models.registry import create_model, list_models
 
     size = parse_input_size(input)
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
@@ -51,7 +52,7 @@ def bench(
         torch.set_num_threads(threads)
     if not models:
         models = [n for n in list_models() if not n.endswith("_smoke")
-                  and getattr(create_model(n), "output_type", "") == "heatmap"]
+                  and family_of(create_model(n)).heatmap_output]
     batches = tuple(dict.fromkeys([batch] + ([throughput_batch] if throughput_batch else [])))
     rows = []
     for name in models:

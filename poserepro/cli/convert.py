@@ -21,8 +21,8 @@ def convert(
     list_: Annotated[bool, typer.Option("--list", help="List the released checkpoints official:NAME knows.")] = False,
 ) -> None:
     """Convert an official TransPose / BTranspose / SimpleBaseline checkpoint for `--weights`."""
-    from ..convert import OFFICIAL_WEIGHTS, convert_file, official_name
     from ..errors import PoseReproError
+    from ..weights.official import OFFICIAL_WEIGHTS, convert_file, official_name
 
     if list_:
         console.print("[bold]released checkpoints[/] (use as official:NAME)")

@@ -21,10 +21,10 @@ def demo_cmd(
     """Synthesise the benchmark, train a smoke TransPose-R on CPU, evaluate it (detector and GT boxes, flip test)."""
     import torch
 
-    from ..engine.data import ensure_synthetic
-    from ..engine.loop import evaluate
-    from ..results import append_rows
-    from .evaluate import metrics_table, tidy_rows
+    from ..data.splits import ensure_synthetic
+    from ..engine import evaluate
+    from ..results import append_rows, tidy_rows
+    from .evaluate import metrics_table
     from .train import run_training
 
     t0 = time.perf_counter()
@@ -52,8 +52,8 @@ def demo_cmd(
 
 def result_model(rec, checkpoint: Path):  # noqa: ANN001, ANN201
     """Build the recipe's model and load a checkpoint into it."""
-    from ..engine.checkpoint import load_model_weights
-    from ..engine.loop import build_model
+    from ..engine import build_model
+    from ..weights.state import load_model_weights
 
     model = build_model(rec)
     load_model_weights(model, checkpoint)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from ..engine.checkpoint import atomic_write_json
 from ..errors import PoseReproError
+from ..io import atomic_write_json
 from ..recipes import Recipe, load_recipe, recipe_from_dict
 from .common import console, handle_errors, latest_run, results_dir
 
@@ -28,26 +28,6 @@ def metrics_table(title: str, rows: list[tuple[str, dict[str, float]]], shown: t
     for name, met in rows:
         t.add_row(name, *(f"{met.get(m, float('nan')):.3f}" for m in shown))
     return t
-
-
-def tidy_rows(recipe: Recipe, metrics: dict[str, float], split: str, boxes: str, flip: bool,
-              run_dir: Path | None, params: int | None = None, dataset: str | None = None) -> list[dict[str, Any]]:
-    """Long-format rows (one per metric) for :func:`poserepro.results.append_rows`."""
-    from ..results import environment, now
-
-    env = environment()
-    base = {
-        "recipe": recipe.name, "model": recipe.model.name, "paper": recipe.paper.name,
-        "table_ref": recipe.paper.table_ref, "dataset": dataset or recipe.data.dataset, "split": split,
-        "input_size": f"{recipe.data.input_size[1]}x{recipe.data.input_size[0]}", "boxes": boxes,
-        "flip": flip, "params": params or "", "device": recipe.train.device, "git_sha": env["git_sha"],
-        "torch": env["torch"], "timestamp": now(), "seed": recipe.train.seed, "run_dir": str(run_dir or ""),
-    }
-    rows = []
-    for m, v in metrics.items():
-        paper = recipe.paper.value / 100 if (m == recipe.paper.metric and recipe.paper.value) else ""
-        rows.append({**base, "metric": m, "value": float(v), "paper_value": paper})
-    return rows
 
 
 def resolve_target(target: str | None) -> tuple[Recipe, Path | None]:
@@ -96,10 +76,11 @@ def eval_cmd(
         return
     import torch
 
-    from ..engine.checkpoint import load_model_weights
-    from ..engine.loop import build_model, evaluate, is_end_to_end
+    from ..engine import build_model, evaluate
+    from ..families import family_of
     from ..recipes import apply_overrides
-    from ..results import append_rows
+    from ..results import append_rows, tidy_rows
+    from ..weights.state import load_model_weights
 
     rec, run = resolve_target(target)
     if set_:
@@ -119,7 +100,7 @@ def eval_cmd(
     fl = rec.eval.flip if flip is None else flip
     dest = out_dir or run or Path("runs") / rec.name / "eval"
     boxes = "gt" if use_gt else "detected"
-    if is_end_to_end(model):  # whole images: no person boxes and no flip test
+    if family_of(model).whole_image:  # whole images: no person boxes and no flip test
         boxes, fl = "none (end-to-end)", False
     console.print(f"[bold]eval[/] {rec.name} on {split} ({boxes} boxes, flip {'on' if fl else 'off'}) weights {w}")
     with torch.inference_mode():
@@ -143,9 +124,9 @@ def eval_cmd(
 
 
 def _testdev(results_file: Path, rec: Recipe, dest: Path) -> None:
-    from ..data.coco import read_json
-    from ..engine.data import split_files
+    from ..data.splits import split_files
     from ..evaluation.testdev import SUBMIT_HELP, load_image_info, write_submission
+    from ..io import read_json
 
     files = split_files(rec.data, "test-dev")
     ids = load_image_info(files.ann_file)

@@ -26,12 +26,11 @@ def explain_cmd(
     import numpy as np
 
     from ..data.coco import IMAGENET_MEAN, IMAGENET_STD
-    from ..data.keypoints import get_spec
-    from ..engine.checkpoint import load_model_weights
-    from ..engine.data import make_dataset, person_records
-    from ..engine.loop import build_model
+    from ..data.splits import make_dataset, person_records
+    from ..engine import build_model
     from ..errors import PoseReproError
     from ..explain import dependency_areas, render_dependency_figure
+    from ..weights.state import load_model_weights
     from .evaluate import resolve_target
 
     if kind not in ("dependency", "affected"):
@@ -48,6 +47,6 @@ def explain_cmd(
     sample = make_dataset(rec, records, train=False)[index]
     maps = dependency_areas(model, sample["image"], threshold)
     crop = sample["image"].numpy().transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
-    spec = get_spec("coco" if rec.data.num_joints == 17 else "mpii")
+    spec = rec.data.keypoint_spec()
     path = render_dependency_figure(np.clip(crop, 0, 1), maps, spec.keypoint_names, out, kind=kind)
     console.print(f"{kind} areas of {len(maps.keypoints)} keypoints over {maps.dependency.shape[0]} layers → {path}")

@@ -52,8 +52,8 @@ def list_cmd(
     """List registered models or recipes (with the paper row each recipe reproduces)."""
     import fnmatch
 
+    from ..models.registry import list_models
     from ..recipes import list_recipes, load_recipe
-    from ..registry import list_models
 
     if what is ListWhat.models:
         names = list_models(pattern or "*")

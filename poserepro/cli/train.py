@@ -27,7 +27,7 @@ def run_training(recipe, run_dir: Path, resume: bool, weights: str | None = None
     """Train with a progress bar (rank 0 only under torchrun); returns :class:`~poserepro.engine.loop.TrainResult`."""
     import os
 
-    from ..engine.loop import train
+    from ..engine import train
 
     if os.environ.get("RANK", "0") != "0":
         return train(recipe, run_dir, resume=resume, progress=None, init_weights=weights)

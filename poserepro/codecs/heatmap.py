@@ -2,7 +2,7 @@
 
 Coordinate systems: ``joints`` given to the encoders are in input-crop pixels; heatmap coordinates are
 pixel indices of the heatmap (column ``x``, row ``y``). How crop pixels map to heatmap pixels depends on
-the affine convention used to build the crop (see :mod:`poserepro.data.transforms`):
+the affine convention used to build the crop (see :mod:`poserepro.geometry`):
 
 * ``"hrnet"``: ``x_hm = x_in / (in_w / hm_w)`` (HRNet's ``feat_stride``);
 * ``"dark"`` (TransPose, BTranspose, which warp the joints with a second affine built for the heatmap size):
@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from poserepro.data.transforms import PIXEL_STD
+from poserepro.geometry import PIXEL_STD
 
 DecodeMethod = Literal["argmax", "quarter", "dark", "udp"]
 Convention = Literal["hrnet", "dark"]
@@ -414,7 +414,7 @@ def heatmap_to_image(
 ) -> np.ndarray:
     """Map heatmap coordinates back to the original image (HRNet ``transform_preds``, rotation 0).
 
-    Non-UDP: the inverse of :func:`poserepro.data.transforms.get_affine_transform` built for the heatmap size
+    Non-UDP: the inverse of :func:`poserepro.geometry.get_affine_transform` built for the heatmap size
     with the given ``convention`` (one zoom factor, from ``scale[0]``, for both axes). UDP:
     ``x_img = x * scale * 200 / (heatmap - 1) + center - scale * 200 / 2`` per axis.
 

@@ -2,7 +2,7 @@
 
 Targets are joints normalised to the input crop, ``(x / w, y / h)`` with ``(w, h)`` the input size; predictions
 go back to crop pixels by the inverse scaling and to the image through the inverse affine of the crop
-(:func:`poserepro.data.transforms.get_affine_transform` with ``inv=True``, HRNet convention, pixel_std 200).
+(:func:`poserepro.geometry.get_affine_transform` with ``inv=True``, HRNet convention, pixel_std 200).
 The flip test mirrors normalised coordinates ``x → 1 − x`` (no pixel shift), swaps left/right joints and averages
 (:func:`flip_average`). :func:`encode_udp_batch` is a torch UDP heatmap encoder for TFPose's auxiliary loss.
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..data.transforms import affine_points, get_affine_transform
+from ..geometry import affine_points, get_affine_transform
 from .flip import flip_coords_back
 
 

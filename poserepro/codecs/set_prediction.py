@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .matching import readout_keypoints
 from .regression import denormalize_joints, flip_average
 
 
@@ -36,7 +37,6 @@ def set_readout(
         ``(coords (B, K, 2) normalised, scores (B, K))``.
     """
     prob = joint_probabilities(logits, include_bg_logit)
-    from ..models.matching import readout_keypoints  # here: poserepro.models imports this module
 
     idx = readout_keypoints(prob, fixed)  # (B, K)
     out = coords.gather(1, idx[..., None].expand(-1, -1, coords.shape[-1]))

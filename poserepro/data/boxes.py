@@ -6,7 +6,6 @@ BTranspose and PRTR descend from.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from poserepro.errors import DataError
+from poserepro.io import read_json
 
 PIXEL_STD: float = 200.0
 PERSON_CATEGORY_ID: int = 1
@@ -74,13 +74,7 @@ def load_detections(
         empty list, or no image id in common with ``image_ids``.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"detection file not found: {p}")
-    try:
-        with p.open("r", encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"detection file {p} is not valid JSON ({e})") from None
+    data = read_json(p, "detection file", missing="pass a COCO detection results file, or use GT boxes")
     if not isinstance(data, list):
         raise DataError(
             f"detection file {p} must hold a JSON list of {{image_id, category_id, bbox, score}} objects, "

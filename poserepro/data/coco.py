@@ -9,7 +9,6 @@ flip p 0.5, half-body p 0.3 with ≥ 8 visible joints.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,9 @@ from torch.utils.data import Dataset
 
 from ..codecs.heatmap import encode_gaussian, encode_udp
 from ..errors import DataError
+from ..geometry import affine_points, fliplr_joints, get_affine_transform, get_affine_transform_udp, warp_image
+from ..io import read_json
 from .boxes import box_to_center_scale, load_detections
-from .transforms import affine_points, fliplr_joints, get_affine_transform, get_affine_transform_udp, warp_image
 
 # OpenCV's own thread pool fights PyTorch's OpenMP threads when both run in one process (a 5-10x slowdown
 # of the training step on 2 cores when data loads in the main process); crops are tiny, so one thread suffices.
@@ -44,20 +44,6 @@ class PersonRecord:
     joints: np.ndarray | None      # (K, 3) image pixels + visibility (0/1/2); None for detector boxes
     score: float = 1.0
     area: float = 0.0
-
-
-def read_json(path: str | Path, what: str) -> Any:
-    """Load a JSON file, raising :class:`DataError` with a one-line fix for missing or malformed files."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{what} {p} does not exist: check the path (or run `poserepro data ...` to create it)")
-    try:
-        with p.open() as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{what} {p} is not valid JSON (line {e.lineno}): re-download or regenerate it") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{what} {p} cannot be read ({e}): re-download or regenerate it") from None
 
 
 def load_coco_keypoint_file(ann_file: str | Path, num_joints: int = 17) -> dict[str, Any]:

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch.utils.data import default_collate
 
 from ..codecs.heatmap import encode_gaussian_batch, encode_udp
+from ..geometry import PIXEL_STD, affine_points, fliplr_joints, get_affine_transform, get_affine_transform_udp
 from .coco import (
     COCO_UPPER_BODY,
     IMAGENET_MEAN,
@@ -54,7 +55,6 @@ from .coco import (
     draw_augmentation,
     read_image,
 )
-from .transforms import PIXEL_STD, affine_points, fliplr_joints, get_affine_transform, get_affine_transform_udp
 
 CacheMode = Literal["image", "region", "none"]
 WarpMode = Literal["grid", "cv2"]

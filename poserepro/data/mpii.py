@@ -23,15 +23,15 @@ cropping limbs" (only when ``center[0] != -1``); this is what the papers' number
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from poserepro.data.keypoints import MPII_FLIP_PAIRS, MPII_KEYPOINTS
 from poserepro.errors import DataError
+from poserepro.io import read_json
+from poserepro.keypoints import MPII_FLIP_PAIRS, MPII_KEYPOINTS
 
 __all__ = ["MPII_FLIP_PAIRS", "MPII_KEYPOINTS", "MPII_NUM_JOINTS", "load_mpii_annotations"]
 
@@ -71,15 +71,8 @@ def load_mpii_annotations(
             values.
     """
     path = Path(json_path)
-    if not path.is_file():
-        raise DataError(
-            f"MPII annotation file {path} not found: get the HRNet-style annot/*.json "
-            "(see `poserepro data download mpii --parts json`)"
-        )
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path} is not valid JSON ({err}); re-download or fix it") from None
+    raw = read_json(path, "MPII annotation file", missing="get the HRNet-style annot/*.json with "
+                    "`poserepro data download mpii --parts json`")
     if not isinstance(raw, list):
         raise DataError(f"{path} must hold a list of person entries, got {type(raw).__name__}")
 

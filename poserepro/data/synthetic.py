@@ -67,7 +67,7 @@ import cv2
 import numpy as np
 
 from ..errors import DataError
-from .keypoints import COCO_FLIP_PAIRS, COCO_KEYPOINTS
+from ..keypoints import COCO_FLIP_PAIRS, COCO_KEYPOINTS
 
 __all__ = [
     "FLIP_PAIRS",
@@ -80,7 +80,7 @@ __all__ = [
     "synthesize",
 ]
 
-#: The 17 COCO keypoint names, in COCO order (the one definition lives in :mod:`poserepro.data.keypoints`).
+#: The 17 COCO keypoint names, in COCO order (the one definition lives in :mod:`poserepro.keypoints`).
 KEYPOINT_NAMES: tuple[str, ...] = COCO_KEYPOINTS
 
 #: The standard COCO person skeleton (1-based keypoint indices), as in ``person_keypoints_val2017.json``.

@@ -9,7 +9,6 @@ file absent, or a stale marker).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ from typing import Any
 
 from poserepro.data.datasets_catalog import COCO_IMAGE_COUNTS, CatalogEntry, get_entries
 from poserepro.data.download import manifest_path, marker_path, read_marker
-from poserepro.errors import PoseReproError
+from poserepro.errors import DataError, PoseReproError
+from poserepro.io import read_json
 
 STATUSES = ("ok", "missing", "corrupt", "unverified")
 _IMAGE_EXT = (".jpg", ".jpeg", ".png")
@@ -78,9 +78,9 @@ def _check_refs(names: list[str], folder: Path, sample: int, seed: int) -> tuple
 
 def _load_json(path: Path) -> tuple[Any, str | None]:
     try:
-        return json.loads(path.read_text()), None
-    except (OSError, ValueError) as err:
-        return None, f"unreadable JSON ({err})"
+        return read_json(path, path.name), None
+    except DataError as err:
+        return None, str(err)
 
 
 def _combine(content_ok: bool, content_detail: str, marker: tuple[str, str]) -> tuple[str, str]:
@@ -159,7 +159,7 @@ def _verify_coco(root: Path, counts: dict[str, int], sample: int, seed: int) -> 
 # ---------------------------------------------------------------------------------------------- MPII
 def _verify_mpii(root: Path, sample: int, seed: int) -> list[Row]:
     from poserepro.data.mpii import load_mpii_annotations
-    from poserepro.evaluation.mpii import load_gt_valid
+    from poserepro.data.mpii_gt import load_gt_valid
 
     ds = root / "mpii"
     entries = get_entries("mpii")

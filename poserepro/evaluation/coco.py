@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from poserepro.errors import DataError
+from poserepro.io import read_json
 
 METRIC_NAMES: tuple[str, ...] = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 
@@ -28,17 +29,6 @@ Backend = Literal["pycocotools", "xtcocotools"]
 
 _RESULT_KEYS = ("image_id", "category_id", "keypoints", "score")
 _ANN_KEYS = ("id", "image_id", "category_id", "keypoints", "num_keypoints", "area", "bbox")
-
-
-def _read_json(path: str | Path, what: str) -> Any:
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{what} not found: {p}")
-    try:
-        with p.open("r", encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{what} {p} is not valid JSON ({e})") from None
 
 
 def _coco_class(backend: Backend) -> type:
@@ -84,7 +74,7 @@ def load_coco(ann_file: str | Path, backend: Backend = "pycocotools", quiet: boo
         annotations lacking the keys COCOeval needs.
     """
     p = Path(ann_file)
-    data = _read_json(p, "annotation file")
+    data = read_json(p, "annotation file")
     _validate_annotations(data, p)
     cls = _coco_class(backend)
     sink = io.StringIO()
@@ -108,7 +98,7 @@ def _num_keypoints(coco: Any) -> int:
 
 def _load_results(results: str | Path | Sequence[dict]) -> list[dict]:
     if isinstance(results, (str, Path)):
-        data = _read_json(results, "results file")
+        data = read_json(results, "results file")
         src = f"results file {results}"
     else:
         data = results

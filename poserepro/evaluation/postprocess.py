@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from poserepro.data.keypoints import COCO_SIGMAS
+from poserepro.keypoints import COCO_SIGMAS
 
 PIXEL_STD: float = 200.0
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from poserepro.errors import DataError
+from poserepro.io import read_json
 
 SUBMIT_HELP = (
     "Upload the zip to the COCO keypoint challenge (test-dev2017) on the COCO evaluation server, hosted on "
@@ -35,12 +36,7 @@ def load_image_info(path: str | Path) -> set[int]:
         DataError: missing / unreadable file, no ``images`` list, or an image without an integer ``id``.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p} not found: run `poserepro data download coco --parts test-info`")
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, ValueError) as err:
-        raise DataError(f"{p} is not valid JSON ({err}); re-download it") from None
+    data = read_json(p, "image-info file", missing="run `poserepro data download coco --parts test-info`")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise DataError(f"{p} has no 'images' list: not a COCO image-info file")
     ids: set[int] = set()

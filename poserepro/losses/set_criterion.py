@@ -1,6 +1,6 @@
 """Set-prediction losses: PRTR's keypoint criterion and DETR's person-detection criterion.
 
-Both match predictions to targets with the Hungarian matchers of :mod:`poserepro.models.matching` and, when the
+Both match predictions to targets with the Hungarian matchers of :mod:`poserepro.codecs.matching` and, when the
 outputs carry ``aux_outputs`` (one dict per earlier decoder layer), apply the same loss to every auxiliary output
 **after re-matching it** (the matching of the last layer is not reused). Loss names of auxiliary layer ``i`` get the
 suffix ``_i``; ``total`` is the weighted sum of everything.
@@ -12,12 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def _matching():  # noqa: ANN202
-    """:mod:`poserepro.models.matching`, imported on first use: ``poserepro.models`` imports this module."""
-    from ..models import matching
-
-    return matching
+from ..codecs import matching
 
 
 def _with_aux(outputs: dict) -> list[tuple[str, dict]]:
@@ -70,7 +65,7 @@ class KeypointSetCriterion(nn.Module):
         logits, coords = out["pred_logits"], out["pred_coords"]
         b, q = logits.shape[:2]
         k = self.num_joints
-        indices = _matching().match_keypoints(logits, coords, targets, self.cost_class, self.cost_coord, self.fixed)
+        indices = matching.match_keypoints(logits, coords, targets, self.cost_class, self.cost_coord, self.fixed)
         batch_idx = torch.cat([torch.full_like(j, i) for i, (j, _) in enumerate(indices)]).to(logits.device)
         joint_idx = torch.cat([j for j, _ in indices]).to(logits.device)
         query_idx = torch.cat([qi for _, qi in indices]).to(logits.device)
@@ -118,7 +113,7 @@ class DetectionSetCriterion(nn.Module):
 
     def match(self, out: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]):
         """Per-image ``(query_idx, target_idx)`` for one layer's ``pred_logits`` / ``pred_boxes``."""
-        return _matching().match_boxes(out["pred_logits"], out["pred_boxes"], targets, *self.costs)
+        return matching.match_boxes(out["pred_logits"], out["pred_boxes"], targets, *self.costs)
 
     def layer_losses(
         self, out: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]], indices=None
@@ -142,7 +137,7 @@ class DetectionSetCriterion(nn.Module):
         src = boxes[batch_idx, query_idx].float()
         tgt = torch.cat([t["boxes"][j].to(dev) for t, (_, j) in zip(targets, indices)]).float().reshape(-1, 4)
         loss_bbox = F.l1_loss(src, tgt, reduction="sum") / num
-        m = _matching()
+        m = matching
         giou = torch.diag(m.generalized_box_iou(m.box_cxcywh_to_xyxy(src), m.box_cxcywh_to_xyxy(tgt)))
         loss_giou = (1 - giou).sum() / num
         return {"loss_ce": loss_ce, "loss_bbox": loss_bbox, "loss_giou": loss_giou}

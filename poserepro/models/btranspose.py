@@ -19,9 +19,9 @@ from collections.abc import Sequence
 
 import torch
 
-from ..registry import register_model
 from .backbones.botnet import BoTNet, MHSAKind
 from .layers.position import PEKind
+from .registry import register_model
 from .transpose import TransPose
 
 

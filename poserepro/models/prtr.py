@@ -10,7 +10,7 @@ before the softmax and reads one query per joint with the Hungarian algorithm; t
 
 Module names mirror the official code (``backbone.body.*``, ``input_proj``, ``transformer.encoder.layers.N.*``,
 ``transformer.decoder.layers.N.*``, ``transformer.decoder.norm``, ``query_embed``, ``class_embed``,
-``kpt_embed.layers.N``) so :mod:`poserepro.convert_prtr` maps the released checkpoints almost by identity.
+``kpt_embed.layers.N``) so :mod:`poserepro.weights.prtr` maps the released checkpoints almost by identity.
 Parameter counts equal the official ones (FrozenBatchNorm affine stored as buffers, no encoder final norm):
 ``prtr_r50`` 41,505,236 · ``prtr_r101`` 60,445,140 · ``prtr_hrnet_w32`` 57,234,004.
 """
@@ -24,13 +24,13 @@ from torch import nn
 
 from ..codecs.regression import normalize_joints
 from ..codecs.set_prediction import decode_set
-from ..data.keypoints import COCO_FLIP_PAIRS, MPII_FLIP_PAIRS
+from ..keypoints import COCO_FLIP_PAIRS, MPII_FLIP_PAIRS
 from ..losses.set_criterion import KeypointSetCriterion
-from ..registry import register_model
 from .backbones.hrnet_cls import hrnet_w32_cls
 from .backbones.resnet import BasicResNet, FrozenBatchNorm2d, ResNet, batch_norm, resnet50, resnet101
 from .layers import MLP, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer
 from .layers.position import sine_embedding
+from .registry import register_model
 
 
 class DETRTransformer(nn.Module):

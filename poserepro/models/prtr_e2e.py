@@ -23,31 +23,24 @@ chooses.
 * Inference: the ``eval_persons`` (20) most confident queries of every image are cropped; joints are read out with
   the Hungarian algorithm (background logit dropped before the softmax); a person's score is its detection
   probability times the mean of its joint scores above ``in_vis_thre`` (HRNet rescoring). See
-  :func:`predict_image_results`.
+  :func:`poserepro.codecs.whole_image.predict_image_results`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 
-from ..codecs.set_prediction import set_readout
-from ..data.coco import read_image, to_tensor
 from ..losses.set_criterion import DetectionSetCriterion, KeypointSetCriterion
-from ..registry import register_model
 from .backbones.resnet import BasicResNet, FrozenBatchNorm2d, ResNet, batch_norm, resnet50, resnet101
 from .layers import MLP
 from .layers.position import sine_embedding
 from .prtr import DETRTransformer, SineCache, default_flip_pairs
+from .registry import register_model
 
 Targets = list[dict[str, torch.Tensor]]
 
@@ -296,188 +289,9 @@ class PRTREndToEnd(nn.Module):
         return total, parts
 
 
-@torch.no_grad()
-def predict_image_results(
-    model: PRTREndToEnd, images: torch.Tensor, image_ids: Sequence[int], orig_sizes: torch.Tensor | Sequence,
-    in_vis_thre: float = 0.2, score_threshold: float | None = None,
-) -> list[dict]:
-    """COCO keypoint results for whole images, without a separate detector.
-
-    Args:
-        model: an end-to-end PRTR.
-        images: ``(B, 3, H, W)`` the images resized (not padded) to the model's input.
-        image_ids: COCO image ids, length ``B``.
-        orig_sizes: ``(B, 2)`` original ``(width, height)``: normalised predictions are scaled by them.
-        in_vis_thre: joints above this score enter the rescoring mean.
-        score_threshold: drop persons whose rescored score is not above it (``None`` keeps all).
-
-    Returns:
-        ``[{"image_id", "category_id": 1, "keypoints": [x, y, s] × K, "score"}]``, at most ``eval_persons``
-        per image.
-    """
-    was_training = model.training
-    model.eval()
-    out = model(images)
-    model.train(was_training)
-    kpt = out.get("kpt")
-    if kpt is None:
-        return []
-    b_idx, q_idx = out["kpt_batch"], out["kpt_query"]
-    det_prob = out["pred_logits"].float().softmax(-1)[b_idx, q_idx, 0]
-    return _keypoint_results(model, kpt, out["kpt_boxes"], b_idx, image_ids, orig_sizes, in_vis_thre, det_prob,
-                             score_threshold, clamp=True)
-
-
-def _keypoint_results(
-    model: PRTREndToEnd, kpt: dict, boxes: torch.Tensor, b_idx: torch.Tensor, image_ids: Sequence[int],
-    orig_sizes: torch.Tensor | Sequence, in_vis_thre: float, person_prob: torch.Tensor | None = None,
-    score_threshold: float | None = None, clamp: bool = False,
-) -> list[dict]:
-    """COCO keypoint results from the keypoint Transformer's outputs on ``boxes (N, 4)`` of images ``b_idx (N,)``:
-    Hungarian read-out, crop → image (clamped to it with ``clamp``) → original pixels; a person's score is the
-    mean of its joint scores above ``in_vis_thre``, times ``person_prob (N,)`` when given."""
-    coords, scores = set_readout(kpt["pred_logits"], kpt["pred_coords"], model.include_bg_logit)
-    xy = model.crop_to_image(coords.float(), boxes.float())
-    if clamp:
-        xy = xy.clamp(0, 1)
-    sizes = torch.as_tensor(orig_sizes, dtype=torch.float32, device=xy.device).reshape(-1, 2)
-    xy = xy * sizes[b_idx][:, None, :]
-    results = []
-    for n in range(xy.shape[0]):
-        s = scores[n].float()
-        good = s > in_vis_thre
-        score = float(s[good].mean()) if bool(good.any()) else 0.0
-        if person_prob is not None:
-            score = float(person_prob[n]) * score
-        if score_threshold is not None and score <= score_threshold:
-            continue
-        kps = torch.cat([xy[n], s[:, None]], dim=1).reshape(-1).tolist()
-        results.append({"image_id": int(image_ids[int(b_idx[n])]), "category_id": 1,
-                        "keypoints": [float(v) for v in kps], "score": score})
-    return results
-
-
-@torch.no_grad()
-def predict_with_boxes(
-    model: PRTREndToEnd, images: torch.Tensor, boxes: Sequence[torch.Tensor], image_ids: Sequence[int],
-    orig_sizes: torch.Tensor | Sequence, in_vis_thre: float = 0.2,
-) -> tuple[list[dict], list[dict]]:
-    """Diagnostics: the keypoint Transformer on *given* boxes, and the detector's boxes as COCO box results.
-
-    Args:
-        model: an end-to-end PRTR.
-        images: ``(B, 3, H, W)`` resized whole images.
-        boxes: per image ``(n_i, 4)`` cxcywh normalised boxes to crop (e.g. the ground truth: an oracle detector).
-        image_ids, orig_sizes, in_vis_thre: as :func:`predict_image_results`.
-
-    Returns:
-        ``(keypoint_results, box_results)``: keypoint results for the given boxes, scored by the mean joint score
-        above ``in_vis_thre``; and ``[{"image_id", "category_id": 1, "bbox": [x, y, w, h], "score"}]`` for every
-        person query, in original pixels.
-    """
-    was_training = model.training
-    model.eval()
-    feats, det = model.detect(images)
-    model.train(was_training)
-    sizes = torch.as_tensor(orig_sizes, dtype=torch.float32, device=images.device).reshape(-1, 2)
-    prob = det["pred_logits"].float().softmax(-1)[..., 0]
-    box_results = []
-    for b in range(images.shape[0]):
-        w0, h0 = sizes[b].tolist()
-        for q in range(prob.shape[1]):
-            cx, cy, w, h = det["pred_boxes"][b, q].float().tolist()
-            box_results.append({"image_id": int(image_ids[b]), "category_id": 1, "score": float(prob[b, q]),
-                                "bbox": [(cx - w / 2) * w0, (cy - h / 2) * h0, w * w0, h * h0]})
-    b_idx = torch.cat([torch.full((len(bx),), b, dtype=torch.int64) for b, bx in enumerate(boxes)]).to(images.device)
-    if not len(b_idx):
-        return [], box_results
-    given = torch.cat([bx.reshape(-1, 4) for bx in boxes]).to(images.device).float()
-    kpt = model.keypoints(feats, b_idx, given.to(feats[0].dtype))
-    return _keypoint_results(model, kpt, given, b_idx, image_ids, sizes, in_vis_thre), box_results
-
-
 def e2e_loss(model: PRTREndToEnd, images: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, dict[str, float]]:
     """One training forward: ``model.loss(model(images, targets), targets)``."""
     return model.loss(model(images, targets), targets)
-
-
-# ------------------------------------------------------------------------------------------------ whole-image data
-
-
-class WholeImageDataset(Dataset):
-    """COCO-format keypoint images for end-to-end training / evaluation (the top-down loaders crop persons).
-
-    Each item is the whole image resized (not padded) to ``input_size`` and its persons in normalised
-    coordinates: ``{"image": (3, h, w), "boxes": (n, 4) cxcywh, "keypoints": (n, K, 3) x, y, v, "image_id": int,
-    "orig_size": (2,) (width, height)}``. Crowd annotations and persons without a box are skipped. With ``train``
-    the image is mirrored with probability ``flip_prob`` (left/right joints swapped).
-    """
-
-    def __init__(
-        self, ann_file: str | Path, image_dir: str | Path, input_size: Sequence[int], train: bool = False,
-        num_joints: int = 17, flip_prob: float = 0.5, color_rgb: bool = True, seed: int = 0,
-    ) -> None:
-        data = json.loads(Path(ann_file).read_text())
-        self.image_dir = Path(image_dir)
-        self.images = sorted(data["images"], key=lambda im: im["id"])
-        self.anns: dict[int, list[dict]] = {im["id"]: [] for im in self.images}
-        for a in data.get("annotations", []):
-            if not a.get("iscrowd", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0 and a["image_id"] in self.anns:
-                self.anns[a["image_id"]].append(a)
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.train = train
-        self.num_joints = num_joints
-        self.flip_prob = flip_prob
-        self.color_rgb = color_rgb
-        self.flip_pairs = default_flip_pairs(num_joints)
-        self.seed = seed
-        self.epoch = 0
-
-    @staticmethod
-    def collate(items: list[dict]) -> dict:
-        """Batch items for the training loop: ``{"image", "targets", "image_id", "orig_size"}``."""
-        images, targets, ids, sizes = collate_whole_images(items)
-        return {"image": images, "targets": targets, "image_id": ids, "orig_size": sizes}
-
-    def set_epoch(self, epoch: int) -> None:
-        """Augmentation draws depend on ``(seed, epoch, index)`` only: the same with any number of workers."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> dict:
-        info = self.images[index]
-        img = read_image(str(self.image_dir / info["file_name"]), rgb=self.color_rgb)
-        h0, w0 = img.shape[:2]
-        img = cv2.resize(img, self.input_size, interpolation=cv2.INTER_LINEAR)
-        anns = self.anns[info["id"]]
-        boxes = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4)
-        boxes = np.concatenate([boxes[:, :2] + boxes[:, 2:] / 2, boxes[:, 2:]], axis=1) / np.array(
-            [w0, h0, w0, h0], dtype=np.float32)
-        kps = np.array([a.get("keypoints", [0] * 3 * self.num_joints) for a in anns], dtype=np.float32)
-        kps = kps.reshape(-1, self.num_joints, 3)
-        kps[..., 0] /= w0
-        kps[..., 1] /= h0
-        rng = np.random.default_rng((self.seed, self.epoch, index))
-        if self.train and rng.random() < self.flip_prob:
-            img = img[:, ::-1]
-            boxes[:, 0] = 1 - boxes[:, 0]
-            kps[..., 0] = np.where(kps[..., 2] > 0, 1 - kps[..., 0], 0)
-            perm = list(range(self.num_joints))
-            for a, b in self.flip_pairs:
-                perm[a], perm[b] = b, a
-            kps = kps[:, perm]
-        return {"image": to_tensor(np.ascontiguousarray(img)), "boxes": torch.from_numpy(boxes),
-                "keypoints": torch.from_numpy(np.ascontiguousarray(kps)), "image_id": int(info["id"]),
-                "orig_size": torch.tensor([w0, h0], dtype=torch.float32)}
-
-
-def collate_whole_images(items: list[dict]) -> tuple[torch.Tensor, Targets, list[int], torch.Tensor]:
-    """Batch :class:`WholeImageDataset` items → ``(images (B, 3, h, w), targets, image_ids, orig_sizes (B, 2))``."""
-    images = torch.stack([it["image"] for it in items])
-    targets = [{"boxes": it["boxes"], "keypoints": it["keypoints"]} for it in items]
-    return images, targets, [it["image_id"] for it in items], torch.stack([it["orig_size"] for it in items])
 
 
 # ------------------------------------------------------------------------------------------------ builders

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..registry import register_model
 from .backbones.resnet import ResNet
 from .heads import DeconvHead, init_pose_weights
+from .registry import register_model
 
 
 class SimpleBaseline(nn.Module):

@@ -37,13 +37,13 @@ from torch import nn
 
 from ..codecs.regression import encode_udp_batch, flip_average, normalize_joints
 from ..losses.regression import tfpose_loss
-from ..registry import register_model
 from .backbones.resnet import ResNet, batch_norm, resnet18, resnet50, resnet101
 from .heads import DeconvHead, init_pose_weights
 from .layers import MLP
 from .layers.deform_attn import DeformableDecoderLayer, DeformableEncoder, DeformableEncoderLayer, MSDeformAttn
 from .layers.position import sine_embedding
 from .prtr import default_flip_pairs, joint_weights
+from .registry import register_model
 
 #: The paper's GFLOPs beside ours (the lead copies this into the README). Measured with fvcore by
 #: ``tests/test_tfpose.py`` (which pins the C3–C5 main-result rows and the C2–C5 Table 1–2 rows).

@@ -10,12 +10,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..registry import register_model
 from .backbones.hrnet import hrnet_s
 from .backbones.resnet import resnet_s
 from .heads import DeconvHead, init_pose_weights
 from .layers import PositionEmbedding2D, TransformerEncoder, TransformerEncoderLayer
 from .layers.position import PEKind
+from .registry import register_model
 
 
 class TransPose(nn.Module):

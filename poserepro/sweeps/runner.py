@@ -11,11 +11,12 @@ from typing import Any
 
 import torch
 
-from ..engine.checkpoint import load_checkpoint, load_model_weights
-from ..engine.loop import build_model, evaluate, train
+from ..engine import build_model, evaluate, train
+from ..engine.checkpoint import load_checkpoint
 from ..errors import RecipeError
+from ..models.registry import model_entrypoint
 from ..recipes import Recipe, load_recipe
-from ..registry import model_entrypoint
+from ..weights.state import load_model_weights
 from .grids import Sweep, Variant, get_sweep
 
 
@@ -58,8 +59,7 @@ def run_sweep(
     out_csv: Path | None = None, log: Callable[[str], None] = print, train_progress: Any = None,
 ) -> list[dict[str, Any]]:
     """Train and evaluate every variant of sweep ``name``; returns the tidy rows it appended."""
-    from ..cli.evaluate import tidy_rows
-    from ..results import RESULTS_DIR, append_rows
+    from ..results import RESULTS_DIR, append_rows, tidy_rows
 
     sweep = get_sweep(name)
     extra = list(extra_overrides or [])

@@ -1,7 +1,8 @@
 """A registry of named models: ``register_model``, ``create_model``, ``list_models``.
 
 Each paper variant is a small function decorated with :func:`register_model` that calls one private builder
-with explicit arguments; ``create_model(name, **overrides)`` forwards keyword overrides to it.
+with explicit arguments; ``create_model(name, **overrides)`` forwards keyword overrides to it. Importing this
+module imports its package, :mod:`poserepro.models`, first, and that registers every model.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from .errors import PoseReproError, UnknownNameError, suggest
+from ..errors import PoseReproError, UnknownNameError, suggest
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 F = TypeVar("F", bound=Callable[..., nn.Module])
@@ -28,19 +29,13 @@ def register_model(fn: F) -> F:
     return fn
 
 
-def _ensure_loaded() -> None:
-    from . import models  # noqa: F401  (importing registers every model)
-
-
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted names of registered models matching a shell-style ``pattern`` (e.g. ``"transpose_*"``)."""
-    _ensure_loaded()
     return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
 
 
 def model_entrypoint(name: str) -> Callable[..., nn.Module]:
     """The builder function registered as ``name`` (hyphens are accepted for underscores)."""
-    _ensure_loaded()
     key = name.replace("-", "_")
     if key not in _MODELS:
         raise UnknownNameError(f"unknown model {name!r}{suggest(key, list(_MODELS))}; see `poserepro list models`")

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from ..data.coco import (
+from ..errors import DataError
+from ..recipes import DataCfg, Recipe
+from .coco import (
     AugmentCfg,
     PersonRecord,
     TopDownDataset,
@@ -23,9 +25,6 @@ from ..data.coco import (
     gt_person_records,
     image_only_records,
 )
-from ..data.keypoints import get_spec
-from ..errors import DataError
-from ..recipes import DataCfg, Recipe
 
 
 @dataclass(frozen=True)
@@ -73,8 +72,8 @@ def ensure_synthetic(cfg: DataCfg) -> Path:
     import dataclasses
     import json
 
-    from ..data.synthetic import GENERATOR_VERSION, SynthConfig, synthesize
     from ..errors import RecipeError
+    from .synthetic import GENERATOR_VERSION, SynthConfig, synthesize
 
     root = Path(cfg.root)
     knobs = {f.name for f in dataclasses.fields(SynthConfig)} - {"num_train", "num_val", "seed"}
@@ -180,7 +179,7 @@ def mpii_person_records(
     ``(16, 3)`` with visibility 0/1. ``ann_file`` / ``image_dir`` override the split's files (then
     ``gt_valid.mat`` is looked up next to ``ann_file``).
     """
-    from ..data.mpii import MPII_NUM_JOINTS, load_mpii_annotations
+    from .mpii import MPII_NUM_JOINTS, load_mpii_annotations
 
     d = recipe.data
     if det_file is not None:
@@ -215,12 +214,12 @@ def make_dataset(recipe: Recipe, records: list[PersonRecord], train: bool) -> Da
     :class:`~poserepro.data.fast_pipeline.FastTopDownDataset` (batch it with its ``collate`` and finish each
     device batch with its ``transform``)."""
     d = recipe.data
-    spec = get_spec("coco" if d.num_joints == 17 else "mpii")
+    spec = d.keypoint_spec()
     aug = AugmentCfg(d.flip_prob, d.scale_factor, d.rot_factor, d.rot_prob, d.half_body_prob,
                      d.half_body_min_joints)
-    upper = tuple(range(11)) if d.num_joints == 17 else (7, 8, 9, 10, 11, 12, 13, 14, 15)
+    upper = spec.upper_body
     if train and d.pipeline == "fast":
-        from ..data.fast_pipeline import FastTopDownDataset
+        from .fast_pipeline import FastTopDownDataset
 
         return FastTopDownDataset(
             records, d.input_size, d.heatmap_size, d.sigma, train=True, augment=aug, flip_pairs=spec.flip_pairs,

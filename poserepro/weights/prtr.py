@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 _PREFIXES = (("module.", ""),)
 _RENAMES = (("backbone.0.body.", "backbone.body."),)

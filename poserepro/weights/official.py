@@ -33,7 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import CheckpointError, UnknownNameError, suggest
+from ..errors import CheckpointError, UnknownNameError, suggest
+from .fit import check_state_fits
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def convert_state_dict(
             raise CheckpointError(f"official keys collide on {new!r}: is this a checkpoint of one model?")
         out[new] = v
     if model is None and model_name is not None:
-        from .registry import create_model
+        from ..models.registry import create_model
 
         model = create_model(model_name)
     if model is not None:
@@ -133,8 +134,6 @@ def convert_state_dict(
 
 def check_compatible(state: dict[str, torch.Tensor], model: nn.Module, what: str) -> None:
     """Raise a one-line :class:`CheckpointError` unless ``state`` fits ``model.state_dict()`` exactly."""
-    from .engine.checkpoint import check_state_fits
-
     check_state_fits(state, model, "checkpoint", what)
 
 
@@ -166,7 +165,7 @@ def fetch_weights(spec: str, cache_dir: Path | None = None) -> Path:
     """A local path for ``spec``: ``official:NAME`` or an ``http(s)://`` URL is downloaded (resumable) into the
     cache; anything else is taken as a path."""
     if spec.startswith(("official:", "http://", "https://")):
-        from .data.download import download_file
+        from ..data.download import download_file
 
         if spec.startswith("official:"):
             entry = OFFICIAL_WEIGHTS[official_name(spec)]
@@ -182,10 +181,10 @@ def load_official(path_or_url: str | Path, model_name: str | None = None, **mode
     """Build ``model_name`` (default: the model an ``official:NAME`` spec belongs to) and load official weights.
 
     ``path_or_url``: a file, an ``http(s)`` URL or ``official:NAME`` (see :data:`OFFICIAL_WEIGHTS`).
-    ``model_kwargs`` go to :func:`~poserepro.registry.create_model` (e.g. ``num_joints``). Returns the model in
+    ``model_kwargs`` go to :func:`~poserepro.models.registry.create_model` (e.g. ``num_joints``). Returns the model in
     eval mode. Raises :class:`CheckpointError` for a missing, corrupt or mismatching file.
     """
-    from .registry import create_model
+    from ..models.registry import create_model
 
     spec = str(path_or_url)
     if model_name is None:
@@ -219,7 +218,7 @@ def load_official_into(model: nn.Module, path_or_url: str | Path) -> None:
 def convert_file(src: str | Path, model_name: str | None, dest: str | Path) -> Path:
     """Convert an official checkpoint (path, URL or ``official:NAME``) into a poserepro weights file
     ``{"model": state_dict, "model_name": ..., "source": ...}`` loadable by ``--weights``."""
-    from .engine.checkpoint import save_checkpoint
+    from ..io import atomic_torch_save
 
     spec = str(src)
     if model_name is None:
@@ -228,5 +227,5 @@ def convert_file(src: str | Path, model_name: str | None, dest: str | Path) -> P
         model_name = OFFICIAL_WEIGHTS[official_name(spec)].model
     state = convert_state_dict(_read_state_dict(fetch_weights(spec)), model_name)
     dest = Path(dest)
-    save_checkpoint(dest, {"model": state, "model_name": model_name, "source": spec})
+    atomic_torch_save(dest, {"model": state, "model_name": model_name, "source": spec})
     return dest

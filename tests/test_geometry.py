@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from poserepro.data.boxes import box_to_center_scale, check_detections, load_detections
-from poserepro.data.keypoints import COCO, COCO_FLIP_PAIRS, COCO_SIGMAS, MPII, get_spec
-from poserepro.data.transforms import (
+from poserepro.errors import DataError, UnknownNameError
+from poserepro.geometry import (
     affine_points,
     fliplr_joints,
     get_affine_transform,
     get_affine_transform_udp,
     warp_image,
 )
-from poserepro.errors import DataError, UnknownNameError
+from poserepro.keypoints import COCO, COCO_FLIP_PAIRS, COCO_SIGMAS, MPII, get_spec
 
 DETS = "/work/shared/fixtures/coco-mini/person_detections_mini.json"
 

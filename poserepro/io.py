@@ -1,0 +1,108 @@
+"""The ground floor for files: atomic writes, JSON reading with one-line errors, safe ``torch.load``.
+
+Every file poserepro writes goes through :func:`atomic_write_bytes` (temporary file in the same folder, fsync,
+``os.replace``), so an interrupted write never leaves a half-written file or destroys the previous one. Every
+JSON file it reads goes through :func:`read_json`, whose errors name the file and the fix in one line. Nothing
+here imports anything of poserepro but :mod:`poserepro.errors`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError, DataError, PoseReproError
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename); parent folders are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Atomic UTF-8 text write."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2,
+                      default: Callable[[Any], Any] | None = None) -> None:
+    """Atomic JSON write, newline-terminated; ``default`` converts values ``json`` cannot (e.g. numpy)."""
+    atomic_write_text(path, json.dumps(obj, indent=indent, default=default) + "\n")
+
+
+def read_json(path: str | Path, what: str = "JSON file", missing: str = "check the path",
+              error: type[PoseReproError] = DataError) -> Any:
+    """Load a JSON file; a missing, unreadable or malformed file raises ``error`` with a one-line message.
+
+    Args:
+        what: what the file is, for the message ("annotation file", "detection file", ...).
+        missing: the fix to suggest when the file does not exist.
+        error: the :class:`~poserepro.errors.PoseReproError` subclass to raise.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{what} not found: {p} ({missing})")
+    try:
+        with p.open("r", encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise error(f"{what} {p} is not valid JSON (line {e.lineno}: {e.msg}); re-download or regenerate it") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"{what} {p} cannot be read ({type(e).__name__}: {e}); re-download or regenerate it") from None
+
+
+def atomic_torch_save(path: str | Path, obj: Any) -> None:
+    """``torch.save`` ``obj`` atomically."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_torch(path: str | Path, map_location: Any = "cpu", what: str = "checkpoint") -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a dict (checkpoint or state dict): no code from the file runs. A
+    missing, truncated or foreign file, or one that holds no dict, raises a one-line :class:`CheckpointError`."""
+    p = Path(path)
+    obj = _torch_load(p, map_location, what)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{what} {p} holds a {type(obj).__name__}, not a state dict")
+    return obj
+
+
+def _torch_load(p: Path, map_location: Any, what: str) -> Any:
+    import torch
+
+    if not p.is_file():
+        raise CheckpointError(f"{what} {p} does not exist: check the path or pass --weights")
+    try:
+        return torch.load(p, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        msg = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise CheckpointError(
+            f"{what} {p} is corrupt or not a PyTorch file ({msg}): re-save or re-download it"
+        ) from None
+    except Exception as e:  # pickle.UnpicklingError and friends
+        raise CheckpointError(
+            f"{what} {p} is corrupt or not a PyTorch checkpoint ({type(e).__name__}): re-save or re-download it"
+        ) from None
