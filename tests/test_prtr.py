@@ -300,7 +300,7 @@ def _detr_sine(h: int, w: int, d: int, offset: float = 0.0) -> torch.Tensor:
 
 
 def test_position_embedding_is_detrs():
-    from poserepro.models.prtr import SineCache
+    from poserepro.models.layers.detr import SineCache
 
     pe = SineCache(256)(12, 9, torch.zeros(1))
     torch.testing.assert_close(pe, _detr_sine(12, 9, 256), atol=1e-5, rtol=1e-5)

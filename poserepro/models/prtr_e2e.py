@@ -35,11 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..losses.end_to_end import end_to_end_loss
 from ..losses.set_criterion import DetectionSetCriterion, KeypointSetCriterion
 from .backbones.resnet import BasicResNet, FrozenBatchNorm2d, ResNet, batch_norm, resnet50, resnet101
 from .layers import MLP
+from .layers.detr import DETRTransformer, SineCache
 from .layers.position import sine_embedding
-from .prtr import DETRTransformer, SineCache, default_flip_pairs
+from .prtr import default_flip_pairs
 from .registry import register_model
 
 Targets = list[dict[str, torch.Tensor]]
@@ -261,32 +263,8 @@ class PRTREndToEnd(nn.Module):
 
     def loss(self, outputs: dict, targets: Targets) -> tuple[torch.Tensor, dict[str, float]]:
         """Detection loss + ``kpt_weight`` × keypoint set loss (see the module docstring) → ``(total, parts)``."""
-        det_total, det_parts = self.det_criterion(outputs, targets)
-        parts = {f"det_{k}": float(v.detach()) for k, v in det_parts.items()}
-        total = det_total
-        kpt = outputs.get("kpt")
-        if kpt is not None:
-            boxes = outputs["kpt_boxes"]
-            fixed_boxes = boxes.detach()
-            gt = torch.stack([
-                targets[int(b)]["keypoints"][int(t)].to(boxes.device)
-                for b, t in zip(outputs["kpt_batch"], outputs["kpt_target"])
-            ])  # (N, K, 3)
-            tgt = self.image_to_crop(gt[..., :2].float(), fixed_boxes)
-            inside = ((tgt >= 0) & (tgt <= 1)).all(-1)
-            weights = (gt[..., 2] > 0).float() * inside.float()
-
-            def through_box(o: dict) -> dict:
-                live = self.image_to_crop(self.crop_to_image(o["pred_coords"], boxes), fixed_boxes)
-                return {"pred_logits": o["pred_logits"], "pred_coords": live}
-
-            k_out = through_box(kpt)
-            k_out["aux_outputs"] = [through_box(a) for a in kpt.get("aux_outputs", [])]
-            kpt_total, kpt_parts = self.kpt_criterion(k_out, tgt, weights)
-            total = total + self.kpt_weight * kpt_total
-            parts.update({f"kpt_{k}": float(v.detach()) for k, v in kpt_parts.items()})
-        parts["loss"] = float(total.detach())
-        return total, parts
+        return end_to_end_loss(outputs, targets, self.det_criterion, self.kpt_criterion, self.kpt_weight,
+                               self.image_to_crop, self.crop_to_image)
 
 
 def e2e_loss(model: PRTREndToEnd, images: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, dict[str, float]]:
