@@ -4,7 +4,9 @@
 (:mod:`poserepro.families`: its data, forward and loss), logs one JSON line per epoch (epoch means of the loss and
 of every named part), checkpoints every epoch atomically and resumes from ``checkpoint.pth``. With
 ``eval.every: N`` it evaluates on the val split every N epochs (rank 0; the others wait), logs ``val/AP``
-(``val/PCKh`` on MPII) and keeps ``best.pth`` by that metric; the best so far survives a resume.
+(``val/PCKh`` on MPII) and keeps ``best.pth`` by that metric (a tie goes to the later epoch, as in the official
+TransPose / PRTR ``tools/train.py``); the best so far survives a resume (the official code resumes with the last
+epoch's value as the best).
 """
 
 from __future__ import annotations
@@ -250,7 +252,7 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
             if every and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
                 value = _validate(model, recipe, run_dir, device)
                 record[metric_name] = value
-                improved = best is None or value > float(best["value"])
+                improved = best is None or value >= float(best["value"])  # ties: the later epoch, as official
                 if improved:
                     best = {"metric": metric_name, "value": value, "epoch": epoch}
             with (run_dir / "log.jsonl").open("a") as f:
