@@ -139,6 +139,46 @@ def _run_ci_budget(
     return CIRun(recipe_name, rec.model.name, budget, guard, after, before, secs)
 
 
+def _ci_child(recipe_name: str, workdir: str, data_root: str) -> CIRun:
+    return run_ci_budget(recipe_name, workdir, data_root=data_root, with_untrained=False)
+
+
+def run_ci_budgets(recipe_names: Iterable[str], workdir: str | Path, data_root: str | Path,
+                   workers: int = 2) -> dict[str, CIRun | BaseException]:
+    """Run several CI budgets, each in a fresh spawned process on ``CI_THREADS`` threads, ``workers`` at a time
+    (the longest first, by the reference file's train time); a failed run gives its exception.
+
+    A fresh process per budget is how ``scripts/ci_reference.py`` recorded the references, and on a 2-core
+    machine two 1-thread trainings side by side halve the wall time of the CI regression.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    names = list(recipe_names)
+    rows = read_rows(REFERENCE_FILE) if REFERENCE_FILE.is_file() else []
+    secs = {r["recipe"]: float(r["train_seconds"] or 0) for r in rows}
+    names.sort(key=lambda n: -secs.get(n, 0.0))
+    pinned = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update({k: str(CI_THREADS) for k in pinned})  # children start with one OpenMP thread
+    out: dict[str, CIRun | BaseException] = {}
+    try:
+        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as ex:
+            futures = {n: ex.submit(_ci_child, n, str(Path(workdir) / n), str(data_root)) for n in names}
+            for n, fut in futures.items():
+                try:
+                    out[n] = fut.result()
+                except BaseException as err:  # noqa: BLE001 - reported per recipe by the caller
+                    out[n] = err
+    finally:
+        for k, v in pinned.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return out
+
+
 def e2e_diagnostics(model: torch.nn.Module, rec) -> dict[str, float]:
     """End-to-end PRTR on val: keypoint AP with the GT boxes as crops (an oracle detector) and the COCO box AP of
     its person detector, the two halves whose product the end-to-end AP is."""

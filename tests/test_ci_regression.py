@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from poserepro.regression import (
     guarded_metrics,
     read_rows,
     reference_rows,
-    run_ci_budget,
+    run_ci_budgets,
     tolerance_from_spread,
 )
 
@@ -84,9 +85,17 @@ def ci_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def ci_runs(ci_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, CIRun | BaseException]:
+    """Every CI budget, each in a fresh 1-thread process, two at a time (as many as the machine has cores)."""
+    return run_ci_budgets(RECIPES, tmp_path_factory.mktemp("ci_runs"), ci_data, workers=min(2, os.cpu_count() or 1))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES)
-def test_ap_does_not_regress(recipe: str, ci_data: Path, tmp_path: Path) -> None:
-    run: CIRun = run_ci_budget(recipe, tmp_path, data_root=ci_data, with_untrained=False)
+def test_ap_does_not_regress(recipe: str, ci_runs: dict[str, CIRun | BaseException]) -> None:
+    run = ci_runs[recipe]
+    if isinstance(run, BaseException):
+        raise run
     failures = [msg for (r, metric), row in REFS.items() if r == recipe and (msg := check(row, run.trained[metric]))]
     assert not failures, "; ".join(failures)
