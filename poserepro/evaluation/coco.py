@@ -12,8 +12,6 @@ import contextlib
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from poserepro.errors import DataError
-from poserepro.io import read_json
+from poserepro.io import atomic_write_text, read_json
 
 METRIC_NAMES: tuple[str, ...] = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 
@@ -237,24 +235,13 @@ def write_results(path: str | Path, results: Sequence[dict]) -> Path:
         The written path.
     """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for r in results:
         row = {key: v for key, v in r.items() if key != "bbox"}
         if isinstance(row.get("keypoints"), np.ndarray):
             row["keypoints"] = row["keypoints"].reshape(-1).tolist()
         rows.append(row)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(rows, f, default=_to_builtin)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(p, json.dumps(rows, default=_to_builtin))
     return p
 
 

@@ -7,9 +7,9 @@ ids of ``image_info_test-dev2017.json`` (inside ``image_info_test2017.zip``), th
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 import re
 import zipfile
 from collections.abc import Sequence
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from poserepro.errors import DataError
-from poserepro.io import read_json
+from poserepro.io import atomic_write_bytes, atomic_write_text, read_json
 
 SUBMIT_HELP = (
     "Upload the zip to the COCO keypoint challenge (test-dev2017) on the COCO evaluation server, hosted on "
@@ -135,11 +135,10 @@ def write_submission(
         }
         for r in results
     ]
-    tmp = json_path.with_name(f".{json_path.name}.partial")
-    tmp.write_text(json.dumps(clean))
-    os.replace(tmp, json_path)
-    tmpz = zip_path.with_name(f".{zip_path.name}.partial")
-    with zipfile.ZipFile(tmpz, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.write(json_path, arcname=json_path.name)
-    os.replace(tmpz, zip_path)
+    text = json.dumps(clean)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(json_path.name, text)
+    atomic_write_text(json_path, text)
+    atomic_write_bytes(zip_path, buf.getvalue())
     return json_path, zip_path
