@@ -18,6 +18,7 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -115,6 +116,19 @@ def _reason(err: BaseException) -> str:
     return str(reason).replace("\n", " ")
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One transfer: where the bytes come from and go, what the file should measure, how to report."""
+
+    url: str
+    part: Path
+    label: str
+    size: int | None
+    chunk: int
+    progress: ProgressFn | None
+    timeout: float
+
+
 def download_file(
     url: str,
     dest: Path,
@@ -151,121 +165,139 @@ def download_file(
             f"cannot download {url!r}: only http(s) URLs are supported; use --from for local files"
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part, corrupt, label = _part_path(dest), _corrupt_path(dest), dest.name
+    corrupt = _corrupt_path(dest)
+    job = _Job(url, _part_path(dest), dest.name, size, chunk, progress, timeout)
 
-    if dest.exists():
-        got = file_digests(dest, progress=progress, chunk=chunk)
-        if _mismatch(got, size, sha256, md5) is None:
-            if digests is not None:
-                digests.update(got)
-            return dest
-        os.replace(dest, corrupt)
-
-    offset = part.stat().st_size if part.exists() else 0
-    if size is not None and offset > size:
-        part.unlink()
-        offset = 0
-
-    hashes: _Hashes | None = None  # set when the streamed bytes cover the whole .part file
-    for _attempt in range(3):
-        if size is not None and 0 < offset == size:
-            break  # a previous run got every byte but stopped before verification
-        try:
-            resp = _open_url(url, offset, timeout)
-        except urllib.error.HTTPError as err:
-            content_range = err.headers.get("Content-Range", "") if err.headers else ""
-            err.close()
-            if err.code == 416 and offset > 0:
-                m = _CONTENT_RANGE_UNSAT.search(content_range)
-                if m and int(m.group(1)) == offset:
-                    break  # the .part file already holds the whole file
-                part.unlink()
-                offset = 0
-                continue
-            raise DownloadError(
-                f"HTTP {err.code} ({err.reason}) for {url}: check the URL / --mirror"
-            ) from None
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
-            raise DownloadError(
-                f"cannot reach {url} ({_reason(err)}): check the network or --mirror and re-run"
-                + (f"; the download resumes from {offset} bytes" if offset else "")
-            ) from None
-
-        with resp:
-            status = resp.status
-            length_hdr = resp.headers.get("Content-Length")
-            length = int(length_hdr) if length_hdr and length_hdr.isdigit() else None
-            if offset > 0 and status == 206:
-                m = _CONTENT_RANGE.search(resp.headers.get("Content-Range", ""))
-                if not m or int(m.group(1)) != offset:
-                    part.unlink()
-                    offset = 0
-                    continue  # inconsistent partial answer: restart without Range
-                total: int | None = int(m.group(3)) if m.group(3) != "*" else None
-                mode = "ab"
-            else:
-                offset, mode, total = 0, "wb", length  # 200: the server sent the whole file
-            if total is None and length is not None:
-                total = offset + length
-            if size is not None and total is not None and total != size:
-                raise ChecksumMismatch(
-                    f"{url} is {total} bytes but {dest.name} should be {size}: wrong file or --mirror?"
-                )
-            hashes = _Hashes()
-            if mode == "ab":
-                _hash_into(part, hashes, chunk, progress, label, total)
-            received = _stream(resp, part, mode, hashes, chunk, progress, label, total, url)
-            if length is not None and received < length:
-                done = part.stat().st_size
-                raise DownloadError(
-                    f"download of {url} was interrupted after {done} of {total} bytes (connection closed); "
-                    f"re-run to resume from {done} bytes"
-                )
-            offset = part.stat().st_size
-            break
-    else:
-        raise DownloadError(f"{url} answers Range requests inconsistently; delete {part} and re-run")
-
-    if hashes is None or hashes.size != part.stat().st_size:
-        hashes = _Hashes()
-        _hash_into(part, hashes, chunk, progress, label, size)
-    got = hashes.result()
-    problem = _mismatch(got, size, sha256, md5)
-    if problem is not None:
-        os.replace(part, corrupt)
-        raise ChecksumMismatch(
-            f"checksum mismatch for {dest.name} from {url}: {problem}; the file was moved aside to {corrupt} "
-            "(nothing extracted): check the URL / --mirror and re-run"
-        )
-    os.replace(part, dest)
+    got = _existing_digests(dest, corrupt, job, sha256, md5) if dest.exists() else None
+    if got is None:
+        got = _verify_part(job, _fetch_into_part(job), corrupt, sha256, md5)
+        os.replace(job.part, dest)
     if digests is not None:
         digests.update(got)
     return dest
 
 
-def _stream(
-    resp: http.client.HTTPResponse,
-    part: Path,
-    mode: str,
-    hashes: _Hashes,
-    chunk: int,
-    progress: ProgressFn | None,
-    label: str,
-    total: int | None,
-    url: str,
-) -> int:
-    """Copy the response body into ``part``; return the number of body bytes received."""
-    received = 0
+def _existing_digests(
+    dest: Path, corrupt: Path, job: _Job, sha256: str | None, md5: str | None
+) -> dict[str, Any] | None:
+    """Digests of an existing ``dest`` that verifies; one that does not is moved to ``corrupt`` (``None``)."""
+    got = file_digests(dest, progress=job.progress, chunk=job.chunk)
+    if _mismatch(got, job.size, sha256, md5) is None:
+        return got
+    os.replace(dest, corrupt)
+    return None
+
+
+def _fetch_into_part(job: _Job) -> _Hashes | None:
+    """Bring ``job.part`` up to the whole file (resuming); the hashes of its bytes when they were all streamed.
+
+    ``None`` means the bytes (or some of them) were already on disk before this call, so the caller hashes
+    the file again.
+    """
+    part = job.part
+    offset = part.stat().st_size if part.exists() else 0
+    if job.size is not None and offset > job.size:
+        part.unlink()
+        offset = 0
+    for _attempt in range(3):
+        if job.size is not None and 0 < offset == job.size:
+            return None  # a previous run got every byte but stopped before verification
+        try:
+            resp = _open_url(job.url, offset, job.timeout)
+        except urllib.error.HTTPError as err:
+            if _part_already_complete(err, offset, job.url):
+                return None
+            part.unlink()
+            offset = 0
+            continue
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+            raise DownloadError(
+                f"cannot reach {job.url} ({_reason(err)}): check the network or --mirror and re-run"
+                + (f"; the download resumes from {offset} bytes" if offset else "")
+            ) from None
+        with resp:
+            hashes = _receive(resp, job, offset)
+        if hashes is not None:
+            return hashes
+        part.unlink()  # inconsistent partial answer: restart without Range
+        offset = 0
+    raise DownloadError(f"{job.url} answers Range requests inconsistently; delete {part} and re-run")
+
+
+def _part_already_complete(err: urllib.error.HTTPError, offset: int, url: str) -> bool:
+    """For an HTTP error answer: ``True`` when a 416 says the ``.part`` file already holds the whole file,
+    ``False`` when the range is stale (restart from zero); any other error raises :class:`DownloadError`."""
+    content_range = err.headers.get("Content-Range", "") if err.headers else ""
+    err.close()
+    if err.code == 416 and offset > 0:
+        m = _CONTENT_RANGE_UNSAT.search(content_range)
+        return bool(m and int(m.group(1)) == offset)
+    raise DownloadError(f"HTTP {err.code} ({err.reason}) for {url}: check the URL / --mirror") from None
+
+
+def _receive(resp: http.client.HTTPResponse, job: _Job, offset: int) -> _Hashes | None:
+    """Append (206) or write (200) the answer's body to ``job.part``; its hashes, or ``None`` for a 206 whose
+    ``Content-Range`` does not start at ``offset`` (nothing written)."""
+    length_hdr = resp.headers.get("Content-Length")
+    length = int(length_hdr) if length_hdr and length_hdr.isdigit() else None
+    if offset > 0 and resp.status == 206:
+        m = _CONTENT_RANGE.search(resp.headers.get("Content-Range", ""))
+        if not m or int(m.group(1)) != offset:
+            return None
+        total: int | None = int(m.group(3)) if m.group(3) != "*" else None
+        mode = "ab"
+    else:
+        offset, mode, total = 0, "wb", length  # 200: the server sent the whole file
+    if total is None and length is not None:
+        total = offset + length
+    if job.size is not None and total is not None and total != job.size:
+        raise ChecksumMismatch(
+            f"{job.url} is {total} bytes but {job.label} should be {job.size}: wrong file or --mirror?"
+        )
+    hashes = _Hashes()
+    if mode == "ab":
+        _hash_into(job.part, hashes, job.chunk, job.progress, job.label, total)
+    received = _stream(resp, job, mode, hashes, total)
+    if length is not None and received < length:
+        done = job.part.stat().st_size
+        raise DownloadError(
+            f"download of {job.url} was interrupted after {done} of {total} bytes (connection closed); "
+            f"re-run to resume from {done} bytes"
+        )
+    return hashes
+
+
+def _verify_part(
+    job: _Job, hashes: _Hashes | None, corrupt: Path, sha256: str | None, md5: str | None
+) -> dict[str, Any]:
+    """Digests of the complete ``job.part``; a mismatch moves it to ``corrupt`` and raises."""
+    if hashes is None or hashes.size != job.part.stat().st_size:
+        hashes = _Hashes()
+        _hash_into(job.part, hashes, job.chunk, job.progress, job.label, job.size)
+    got = hashes.result()
+    problem = _mismatch(got, job.size, sha256, md5)
+    if problem is not None:
+        os.replace(job.part, corrupt)
+        raise ChecksumMismatch(
+            f"checksum mismatch for {job.label} from {job.url}: {problem}; the file was moved aside to {corrupt} "
+            "(nothing extracted): check the URL / --mirror and re-run"
+        )
+    return got
+
+
+def _stream(resp: http.client.HTTPResponse, job: _Job, mode: str, hashes: _Hashes, total: int | None) -> int:
+    """Copy the response body into ``job.part``; return the number of body bytes received."""
+    part, received = job.part, 0
     fh = open(part, mode, buffering=0)  # unbuffered: what write() accepted is on disk, close cannot fail
     try:
         while True:
             try:
-                data = resp.read(chunk)
+                data = resp.read(job.chunk)
             except (OSError, http.client.HTTPException) as err:
                 fh.close()
                 done = part.stat().st_size
                 raise DownloadError(
-                    f"download of {url} was interrupted after {done} bytes ({_reason(err)}); "
+                    f"download of {job.url} was interrupted after {done} bytes ({_reason(err)}); "
                     f"re-run to resume from {done} bytes"
                 ) from None
             if not data:
@@ -281,8 +313,8 @@ def _stream(
                 ) from None
             hashes.update(data)
             received += len(data)
-            if progress is not None:
-                progress(label, hashes.size, total)
+            if job.progress is not None:
+                job.progress(job.label, hashes.size, total)
     finally:
         fh.close()
     return received
