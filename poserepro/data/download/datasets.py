@@ -7,7 +7,6 @@ the official host, a ``mirror`` with the same layout, or a local folder / archiv
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,7 +14,9 @@ from typing import Any
 
 from poserepro.data.datasets_catalog import CatalogEntry, get_entries, parse_parts
 from poserepro.data.download.archives import safe_extract
+from poserepro.data.download.local import link_extracted, resolve_from
 from poserepro.data.download.markers import (
+    Expected,
     expected_checksums,
     is_done,
     load_manifest,
@@ -26,66 +27,6 @@ from poserepro.data.download.markers import (
 )
 from poserepro.data.download.transfer import ChecksumMismatch, ProgressFn, _mismatch, download_file, file_digests
 from poserepro.errors import DownloadError
-
-
-# ------------------------------------------------------------------------------------------ from_dir
-def _find_local(from_dir: Path, name: str, entry: CatalogEntry) -> tuple[str, Path] | None:
-    """Find ``entry`` in a local folder: ``("archive", file)`` or ``("extracted", base_dir)``."""
-    for base in (from_dir, from_dir / name):
-        for cand in (base / entry.filename, base / entry.rel_path):
-            if cand.is_file():
-                return "archive", cand
-    for base in (from_dir, from_dir / name):
-        if entry.produces and all((base / p).exists() for p in entry.produces):
-            return "extracted", base
-    return None
-
-
-def _resolve_from(
-    from_dir: Path, name: str, entries: dict[str, CatalogEntry], parts: list[str]
-) -> dict[str, tuple[str, Path]]:
-    if not from_dir.exists():
-        raise DownloadError(
-            f"--from {from_dir} does not exist: pass a folder holding the archives or one archive"
-        )
-    if from_dir.is_file():
-        if len(parts) == 1:
-            return {parts[0]: ("archive", from_dir)}
-        matches = [p for p in parts if entries[p].filename == from_dir.name]
-        if not matches:
-            known = ", ".join(entries[p].filename for p in parts)
-            raise DownloadError(
-                f"{from_dir.name} is none of the requested {name} archives ({known}): "
-                "name its part with --parts"
-            )
-        return {matches[0]: ("archive", from_dir)}
-    found: dict[str, tuple[str, Path]] = {}
-    for p in parts:
-        hit = _find_local(from_dir, name, entries[p])
-        if hit is None:
-            e = entries[p]
-            looked = e.filename + (f" or an extracted {e.produces[0]}" if e.produces else "")
-            raise DownloadError(
-                f"part {p!r} not found in {from_dir} (looked for {looked}): "
-                "add it there or drop --from to download"
-            )
-        found[p] = hit
-    return found
-
-
-def _link_extracted(base: Path, ds_root: Path, entry: CatalogEntry) -> list[str]:
-    """Symlink an already-extracted part into ``ds_root`` (nothing is copied); return what was linked."""
-    linked = []
-    for rel in entry.produces:
-        src, dst = (base / rel).resolve(), ds_root / rel
-        if dst.exists() or dst.is_symlink():
-            if dst.resolve() != src:
-                linked.append(f"{rel} (kept existing)")
-            continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(src, dst, target_is_directory=src.is_dir())
-        linked.append(rel)
-    return linked
 
 
 # -------------------------------------------------------------------------------------------- dataset
@@ -125,47 +66,48 @@ def download_dataset(
     """
     entries = get_entries(name)
     wanted = parse_parts(name, list(parts) if parts is not None and not isinstance(parts, str) else parts)
-    for p in wanted:
-        e = entries[p]
-        if e.where is not None:
-            hint = "pass the file with --det-file PATH" if p == "dets" else "place the files as described"
-            raise DownloadError(f"{name} part {p!r} has no stable public URL: {e.where}; {hint}")
-    root = Path(root)
-    ds_root = root / name
+    _refuse_parts_without_url(name, entries, wanted)
+    ds_root = Path(root) / name
     local: dict[str, tuple[str, Path]] | None = None
     if from_dir is not None:
-        local = _resolve_from(Path(from_dir), name, entries, wanted)
+        local = resolve_from(Path(from_dir), name, entries, wanted)
         wanted = [p for p in wanted if p in local]
 
     results: dict[str, dict[str, Any]] = {}
     for p in wanted:
         e = entries[p]
         if is_done(ds_root, e):
-            marker = read_marker(marker_path(ds_root, e)) or {}
-            results[p] = {
-                "status": "skipped",
-                "path": str(ds_root),
-                "archive": marker.get("archive"),
-                "sha256": marker.get("sha256"),
-                "checksum": marker.get("checksum", "none"),
-                "note": "already verified",
-            }
+            results[p] = _skipped(ds_root, e)
             continue
         results[p] = _fetch_part(
-            name,
-            ds_root,
-            e,
-            mirror,
-            local[p] if local else None,
-            progress,
-            keep_archives=keep_archives,
-            timeout=timeout,
+            ds_root, e, mirror, local[p] if local else None, progress, keep_archives=keep_archives, timeout=timeout
         )
     return results
 
 
+def _refuse_parts_without_url(name: str, entries: dict[str, CatalogEntry], wanted: list[str]) -> None:
+    """Raise :class:`DownloadError` for the first requested part that has no stable public URL."""
+    for p in wanted:
+        e = entries[p]
+        if e.where is not None:
+            hint = "pass the file with --det-file PATH" if p == "dets" else "place the files as described"
+            raise DownloadError(f"{name} part {p!r} has no stable public URL: {e.where}; {hint}")
+
+
+def _skipped(ds_root: Path, e: CatalogEntry) -> dict[str, Any]:
+    """Result of a part whose marker and extracted paths are already in place."""
+    marker = read_marker(marker_path(ds_root, e)) or {}
+    return {
+        "status": "skipped",
+        "path": str(ds_root),
+        "archive": marker.get("archive"),
+        "sha256": marker.get("sha256"),
+        "checksum": marker.get("checksum", "none"),
+        "note": "already verified",
+    }
+
+
 def _fetch_part(
-    name: str,
     ds_root: Path,
     e: CatalogEntry,
     mirror: str | None,
@@ -175,100 +117,20 @@ def _fetch_part(
     keep_archives: bool,
     timeout: float,
 ) -> dict[str, Any]:
-    manifest = load_manifest(ds_root)
-    size, sha256, md5, from_manifest = expected_checksums(e, manifest)
-    mpath = manifest_path(ds_root)
-    marker = marker_path(ds_root, e)
-
+    """Link, or verify + extract + mark, one part; its result row."""
     if local is not None and local[0] == "extracted":
-        linked = _link_extracted(local[1], ds_root, e)
-        write_json(
-            marker,
-            {
-                "part": e.part,
-                "archive": None,
-                "sha256": None,
-                "checksum": "none",
-                "source": str(local[1]),
-                "linked": linked,
-                "time": time.time(),
-            },
-        )
-        return {
-            "status": "linked",
-            "path": str(ds_root),
-            "archive": None,
-            "sha256": None,
-            "checksum": "none",
-            "note": f"symlinked already-extracted {', '.join(linked) or 'folders'} from {local[1]} (no hash)",
-        }
-
+        return _link_part(ds_root, e, local[1])
+    manifest = load_manifest(ds_root)
+    expected = expected_checksums(e, manifest)
     downloaded = local is None
     if local is not None:
-        archive = local[1]
-        got = file_digests(archive, progress=progress)
-        problem = _mismatch(got, size, sha256, md5)
-        if problem is not None:
-            where = f" (recorded in {mpath} at first download)" if from_manifest else ""
-            raise DownloadError(f"{archive} does not verify: {problem}{where}; replace it or drop --from")
+        archive, got = local[1], _verify_local(local[1], expected, manifest_path(ds_root), progress)
     else:
-        url = e.url_for(mirror)
-        assert url is not None
         archive = ds_root / "downloads" / e.filename
-        got = {}
-        try:
-            download_file(
-                url,
-                archive,
-                size=size,
-                sha256=sha256,
-                md5=md5,
-                progress=progress,
-                timeout=timeout,
-                digests=got,
-            )
-        except ChecksumMismatch as err:
-            if from_manifest:
-                raise ChecksumMismatch(
-                    f"{err} (expected value recorded in {mpath} at first download; "
-                    "remove that entry if the server's file legitimately changed)"
-                ) from None
-            raise
-
-    if e.has_checksum:
-        checksum, note = "published", "size and checksum verified"
-    elif from_manifest:
-        checksum, note = "manifest", f"no published checksum; matches the sha256 recorded in {mpath}"
-    else:
-        checksum = "recorded"
-        note = f"no published checksum; recorded size {got['size']} and sha256 {got['sha256']} in {mpath}"
-        manifest[e.filename] = {
-            "size": got["size"],
-            "sha256": got["sha256"],
-            "md5": got["md5"],
-            "url": e.url_for(mirror) if downloaded else str(archive),
-            "recorded": time.time(),
-        }
-        write_json(mpath, manifest)
-
-    dest_dir = ds_root / e.extract_to if e.extract_to else ds_root
-    safe_extract(archive, dest_dir)
-    missing = [p for p in e.produces if not (ds_root / p).exists()]
-    if missing:
-        raise DownloadError(
-            f"{archive.name} did not contain {missing[0]}: is it the right archive for {e.part!r}?"
-        )
-    write_json(
-        marker,
-        {
-            "part": e.part,
-            "archive": e.filename,
-            "sha256": got["sha256"],
-            "size": got["size"],
-            "checksum": checksum,
-            "time": time.time(),
-        },
-    )
+        got = _download_archive(e.url_for(mirror), archive, expected, manifest_path(ds_root), progress, timeout)
+    source = e.url_for(mirror) if downloaded else str(archive)
+    checksum, note = _checksum_status(ds_root, e, expected[3], got, manifest, source)
+    dest_dir = _extract_and_mark(ds_root, e, archive, got, checksum)
     if downloaded and not keep_archives:
         with contextlib.suppress(OSError):
             archive.unlink()
@@ -280,3 +142,104 @@ def _fetch_part(
         "checksum": checksum,
         "note": note,
     }
+
+
+def _link_part(ds_root: Path, e: CatalogEntry, source: Path) -> dict[str, Any]:
+    """Symlink an already-extracted part from ``source`` and write its (hash-less) marker."""
+    linked = link_extracted(source, ds_root, e)
+    write_json(
+        marker_path(ds_root, e),
+        {
+            "part": e.part,
+            "archive": None,
+            "sha256": None,
+            "checksum": "none",
+            "source": str(source),
+            "linked": linked,
+            "time": time.time(),
+        },
+    )
+    return {
+        "status": "linked",
+        "path": str(ds_root),
+        "archive": None,
+        "sha256": None,
+        "checksum": "none",
+        "note": f"symlinked already-extracted {', '.join(linked) or 'folders'} from {source} (no hash)",
+    }
+
+
+def _verify_local(archive: Path, expected: Expected, mpath: Path, progress: ProgressFn | None) -> dict[str, Any]:
+    """Digests of a local archive (``--from``); one that does not match ``expected`` raises."""
+    size, sha256, md5, from_manifest = expected
+    got = file_digests(archive, progress=progress)
+    problem = _mismatch(got, size, sha256, md5)
+    if problem is not None:
+        where = f" (recorded in {mpath} at first download)" if from_manifest else ""
+        raise DownloadError(f"{archive} does not verify: {problem}{where}; replace it or drop --from")
+    return got
+
+
+def _download_archive(
+    url: str | None, archive: Path, expected: Expected, mpath: Path, progress: ProgressFn | None, timeout: float
+) -> dict[str, Any]:
+    """Download and verify a part's archive; its digests. A mismatch with a manifest record says so."""
+    size, sha256, md5, from_manifest = expected
+    assert url is not None
+    got: dict[str, Any] = {}
+    try:
+        download_file(
+            url, archive, size=size, sha256=sha256, md5=md5, progress=progress, timeout=timeout, digests=got
+        )
+    except ChecksumMismatch as err:
+        if from_manifest:
+            raise ChecksumMismatch(
+                f"{err} (expected value recorded in {mpath} at first download; "
+                "remove that entry if the server's file legitimately changed)"
+            ) from None
+        raise
+    return got
+
+
+def _checksum_status(
+    ds_root: Path, e: CatalogEntry, from_manifest: bool, got: dict[str, Any], manifest: dict[str, Any], source: str
+) -> tuple[str, str]:
+    """``(checksum, note)`` of a verified archive; a first download without a published checksum is recorded
+    in the manifest (with ``source``, the URL or local path it came from)."""
+    mpath = manifest_path(ds_root)
+    if e.has_checksum:
+        return "published", "size and checksum verified"
+    if from_manifest:
+        return "manifest", f"no published checksum; matches the sha256 recorded in {mpath}"
+    manifest[e.filename] = {
+        "size": got["size"],
+        "sha256": got["sha256"],
+        "md5": got["md5"],
+        "url": source,
+        "recorded": time.time(),
+    }
+    write_json(mpath, manifest)
+    return "recorded", f"no published checksum; recorded size {got['size']} and sha256 {got['sha256']} in {mpath}"
+
+
+def _extract_and_mark(ds_root: Path, e: CatalogEntry, archive: Path, got: dict[str, Any], checksum: str) -> Path:
+    """Extract ``archive``, check it produced the part's paths, write the marker; the extraction folder."""
+    dest_dir = ds_root / e.extract_to if e.extract_to else ds_root
+    safe_extract(archive, dest_dir)
+    missing = [p for p in e.produces if not (ds_root / p).exists()]
+    if missing:
+        raise DownloadError(
+            f"{archive.name} did not contain {missing[0]}: is it the right archive for {e.part!r}?"
+        )
+    write_json(
+        marker_path(ds_root, e),
+        {
+            "part": e.part,
+            "archive": e.filename,
+            "sha256": got["sha256"],
+            "size": got["size"],
+            "checksum": checksum,
+            "time": time.time(),
+        },
+    )
+    return dest_dir

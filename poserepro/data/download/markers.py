@@ -19,6 +19,9 @@ from poserepro.io import atomic_write_bytes, read_json
 META_DIR = ".poserepro"
 MANIFEST_NAME = "manifest.json"
 
+#: What a part's archive is checked against: ``(size, sha256, md5, from_manifest)``.
+Expected = tuple[int | None, str | None, str | None, bool]
+
 
 def marker_path(ds_root: Path, entry: CatalogEntry) -> Path:
     """Path of the ``.verified`` marker of ``entry`` below ``root/<dataset>``."""
@@ -50,9 +53,7 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
-def expected_checksums(
-    entry: CatalogEntry, manifest: dict[str, Any]
-) -> tuple[int | None, str | None, str | None, bool]:
+def expected_checksums(entry: CatalogEntry, manifest: dict[str, Any]) -> Expected:
     """(size, sha256, md5, from_manifest) to check ``entry`` against."""
     if entry.has_checksum:
         return entry.size, entry.sha256, entry.md5, False
