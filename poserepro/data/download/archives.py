@@ -38,6 +38,7 @@ def _safe_relpath(name: str, archive: Path) -> PurePosixPath | None:
 
 
 def _inside(base_real: str, path: str) -> bool:
+    """Whether ``path`` resolves (links followed) to ``base_real`` or below it."""
     real = os.path.realpath(path)
     return real == base_real or real.startswith(base_real + os.sep)
 
@@ -59,6 +60,7 @@ def _check_link(rel: PurePosixPath, target: str, *, hard: bool, tmp: Path, archi
 
 
 def _prepare_target(tmp: Path, rel: PurePosixPath, archive: Path, name: str) -> Path:
+    """Where member ``rel`` goes below ``tmp``; refuses a parent reached through a link, drops a stale link."""
     target = tmp / rel
     if not _inside(os.path.realpath(tmp), str(target.parent)):
         raise DownloadError(f"refusing to extract {archive.name}: member {name!r} is written through a link")
@@ -69,6 +71,7 @@ def _prepare_target(tmp: Path, rel: PurePosixPath, archive: Path, name: str) -> 
 
 
 def _extract_zip(archive: Path, tmp: Path) -> None:
+    """Extract a zip into ``tmp``, every member name checked first; symlink members checked like tar links."""
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         for info in infos:  # check every name before writing anything
@@ -91,6 +94,7 @@ def _extract_zip(archive: Path, tmp: Path) -> None:
 
 
 def _extract_tar(archive: Path, tmp: Path) -> None:
+    """Extract a tar (streamed, any compression) into ``tmp`` with the ``data`` filter where Python has it."""
     kwargs: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     filter_error: tuple[type[BaseException], ...] = (
         (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()

@@ -44,17 +44,20 @@ class _Hashes:
         self.size = 0
 
     def update(self, data: bytes) -> None:
+        """Feed ``data`` to both hashes."""
         self.sha256.update(data)
         self.md5.update(data)
         self.size += len(data)
 
     def result(self) -> dict[str, Any]:
+        """``{"size", "sha256", "md5"}`` of the bytes fed so far."""
         return {"size": self.size, "sha256": self.sha256.hexdigest(), "md5": self.md5.hexdigest()}
 
 
 def _hash_into(
     path: Path, hashes: _Hashes, chunk: int, progress: ProgressFn | None, label: str, total: int | None
 ) -> None:
+    """Feed the bytes of ``path`` to ``hashes``, reporting progress after each chunk."""
     with open(path, "rb") as fh:
         while data := fh.read(chunk):
             hashes.update(data)
@@ -93,10 +96,12 @@ def _write_chunk(fh: BinaryIO, data: bytes) -> None:
 
 
 def _part_path(dest: Path) -> Path:
+    """``dest.part``: the bytes received so far."""
     return dest.with_name(dest.name + ".part")
 
 
 def _corrupt_path(dest: Path) -> Path:
+    """``dest.corrupt``: where a file that failed verification is moved."""
     return dest.with_name(dest.name + ".corrupt")
 
 
@@ -105,6 +110,7 @@ _CONTENT_RANGE_UNSAT = re.compile(r"bytes\s+\*/(\d+)")
 
 
 def _open_url(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
+    """GET ``url`` (from byte ``offset`` with a ``Range`` header when positive); raises what urllib raises."""
     headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
     if offset > 0:
         headers["Range"] = f"bytes={offset}-"
@@ -112,6 +118,7 @@ def _open_url(url: str, offset: int, timeout: float) -> http.client.HTTPResponse
 
 
 def _reason(err: BaseException) -> str:
+    """A one-line reason for a network / OS / archive error."""
     reason = getattr(err, "reason", None) or getattr(err, "strerror", None) or str(err) or type(err).__name__
     return str(reason).replace("\n", " ")
 
