@@ -7,6 +7,7 @@ The package has one job per module:
 * :mod:`.archives` -- :func:`safe_extract` (zip / tar members checked against path traversal and links
   pointing outside; everything lands in place only once the whole archive extracted);
 * :mod:`.markers` -- the ``.verified`` markers and the checksum manifest below ``root/<name>/.poserepro/``;
+* :mod:`.local` -- parts found on local disk (``--from``): archives, or already-extracted folders to symlink;
 * :mod:`.datasets` -- :func:`download_dataset`, which puts a catalogued dataset's parts under
   ``root/<name>/`` from the official host, a ``mirror`` or a local folder / archive (``from_dir``).
 
