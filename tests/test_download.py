@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 from poserepro.cli.data import app
 from poserepro.data import datasets_catalog as catalog
 from poserepro.data import download as dl
+from poserepro.data.download import transfer
 from poserepro.errors import DownloadError, UnknownNameError
 
 
@@ -253,14 +254,14 @@ def test_write_error_keeps_resumable_part(
         real_write(fh, chunk)
         written["n"] += len(chunk)
 
-    monkeypatch.setattr(dl, "_write_chunk", full_disk)
+    monkeypatch.setattr(transfer, "_write_chunk", full_disk)
     with pytest.raises(
         DownloadError, match=r"disk full\? free space and re-run: the download resumes from 2048 bytes"
     ):
         dl.download_file(f"{server.url}/f.bin", dest, size=len(data), sha256=_sha(data), md5=None, chunk=1024)
     assert (tmp_path / "f.bin.part").read_bytes() == data[:2048]
 
-    monkeypatch.setattr(dl, "_write_chunk", real_write)
+    monkeypatch.setattr(transfer, "_write_chunk", real_write)
     dl.download_file(f"{server.url}/f.bin", dest, size=len(data), sha256=_sha(data), md5=None, chunk=1024)
     assert dest.read_bytes() == data
     assert server.requests[-1]["range"] == "bytes=2048-"
@@ -388,7 +389,7 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("network access during a --from run")
 
-    monkeypatch.setattr(dl, "_open_url", refuse)
+    monkeypatch.setattr(transfer, "_open_url", refuse)
 
 
 def test_from_dir_archives_single_archive_and_extracted(
