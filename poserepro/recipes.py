@@ -124,7 +124,7 @@ class TrainCfg:
 
     batch_size: int = 32
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"                 # auto (cuda when available, else cpu), cpu, cuda, cuda:N
     amp: Literal["off", "bf16", "fp16"] = "off"
     channels_last: bool = False
     deterministic: bool = True

@@ -184,3 +184,39 @@ def test_paper_recipes_validate_as_their_official_code() -> None:
     assert every == {"transpose-r-a4": 1, "transpose-h-a6": 1, "btranspose-c3a1-4h-n6": 1, "simplebaseline-r50": 1,
                      "prtr-r50-384x288": 1, "tfpose-r50-e6-256x192": 0, "prtr-e2e-r50": 0, "transpose-r-smoke": 0,
                      "prtr-e2e-smoke": 0}
+
+
+def test_device_auto_and_missing_devices(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from poserepro.engine import build as b
+    from poserepro.errors import RecipeError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(b, "_NOTICED", set())
+    assert b.resolve_device("auto") == "cpu" and "auto -> cpu" in capsys.readouterr().err
+    assert b.resolve_device("auto") == "cpu" and capsys.readouterr().err == ""  # the notice comes once
+    with pytest.raises(RecipeError, match="train.device=cuda but this machine has no CUDA device"):
+        b.resolve_device("cuda")
+    with pytest.raises(RecipeError, match="is not a device; use auto, cpu, cuda or cuda:N"):
+        b.resolve_device("gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert b.resolve_device("auto") == "cuda" and b.resolve_device("cuda:1") == "cuda:1"
+    with pytest.raises(RecipeError, match="has 2 CUDA device"):
+        b.resolve_device("cuda:2")
+    # paper recipes ask for auto, CI budgets for the CPU
+    assert load_recipe("transpose-h-a6").train.device == "auto" and load_recipe("tfpose-smoke").train.device == "cpu"
+
+
+def test_cli_train_on_a_missing_device_is_one_line(tiny_synth: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from poserepro.cli.main import app
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = ["train", "transpose-r-smoke", "--run-dir", str(tmp_path / "run")]
+    for o in [*tiny_overrides(tiny_synth), "train.device=cuda"]:
+        args += ["--set", o]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code != 0 and "no CUDA device" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "run" / "checkpoint.pth").exists()

@@ -77,6 +77,7 @@ def eval_cmd(
     import torch
 
     from ..engine import build_model, evaluate
+    from ..engine.build import with_device
     from ..families import family_of
     from ..recipes import apply_overrides
     from ..results import append_rows, tidy_rows
@@ -87,6 +88,7 @@ def eval_cmd(
         rec = recipe_from_dict(apply_overrides(rec.to_dict(), set_), rec.name)
     if backend:
         rec = recipe_from_dict(apply_overrides(rec.to_dict(), [f"eval.backend={backend}"]), rec.name)
+    rec = with_device(rec)
     w = weights or (str(run / "checkpoint.pth") if run else rec.model.weights)
     if w is None:
         raise PoseReproError(f"no weights for {rec.name!r}: train it first (`poserepro train {rec.name}`) or pass "

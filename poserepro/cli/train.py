@@ -66,3 +66,6 @@ def train_cmd(
     if main:
         console.print(f"done: {result.epochs} epochs, last loss {result.last_loss:.5f}, {result.seconds:.0f} s; "
                   f"checkpoint {result.checkpoint}")
+        if result.best:
+            console.print(f"best {result.best['metric']} {result.best['value']:.4f} at epoch {result.best['epoch']}: "
+                          f"{result.run_dir / 'best.pth'}")

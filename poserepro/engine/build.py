@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import random
+import re
+import sys
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -11,8 +14,46 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import RecipeError
 from ..models.registry import create_model, model_entrypoint
 from ..recipes import Recipe
+
+_NOTICED: set[str] = set()
+
+
+def resolve_device(spec: str) -> str:
+    """``auto`` → ``cuda`` when a CUDA device is there, else ``cpu`` (with a one-line notice on stderr, once);
+    ``cpu``, ``cuda`` and ``cuda:N`` are checked against the machine.
+
+    Raises:
+        RecipeError: an explicit device this machine does not have, or an unknown device string.
+    """
+    text = str(spec).strip().lower()
+    if text == "auto":
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        if dev == "cpu" and "auto" not in _NOTICED:
+            _NOTICED.add("auto")
+            print("poserepro: train.device=auto -> cpu (no CUDA device here)", file=sys.stderr)
+        return dev
+    if text == "cpu":
+        return text
+    m = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if m is None:
+        raise RecipeError(f"train.device={spec!r} is not a device; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise RecipeError(f"train.device={spec} but this machine has no CUDA device (torch {torch.__version__}); "
+                          "use --set train.device=auto (or cpu)")
+    if m.group(1) is not None and int(m.group(1)) >= torch.cuda.device_count():
+        raise RecipeError(f"train.device={spec} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return text
+
+
+def with_device(recipe: Recipe) -> Recipe:
+    """``recipe`` with ``train.device`` resolved by :func:`resolve_device`."""
+    dev = resolve_device(recipe.train.device)
+    if dev == recipe.train.device:
+        return recipe
+    return dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, device=dev))
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:

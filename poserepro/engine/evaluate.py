@@ -16,6 +16,7 @@ from ..errors import DataError
 from ..evaluation.coco import evaluate_keypoints, write_results
 from ..families import EvalData, ProgressFn, family_of
 from ..recipes import Recipe
+from .build import resolve_device, with_device
 
 #: the metric validation during training follows, per dataset, and its name in ``log.jsonl``
 VAL_METRIC = {"mpii": ("PCKh@0.5/Mean", "val/PCKh")}
@@ -45,7 +46,8 @@ def evaluate(
     Whole-image families (end-to-end PRTR) see whole images: boxes, detector files and flip test do not apply.
     """
     t0 = time.perf_counter()
-    dev = torch.device(device or recipe.train.device)
+    recipe = with_device(recipe) if device is None else recipe
+    dev = torch.device(resolve_device(device) if device is not None else recipe.train.device)
     family = family_of(model)
     flip = (recipe.eval.flip if flip is None else flip) and not family.whole_image
     data = family.eval_data(recipe, split, use_gt_boxes, det_file, ann_file, image_dir)

@@ -29,7 +29,7 @@ from ..io import atomic_write_json, atomic_write_text
 from ..recipes import Recipe
 from ..weights.state import load_for_transfer, load_model_weights
 from . import dist
-from .build import amp_context, build_model, seed_everything, to_channels_last, to_device
+from .build import amp_context, build_model, seed_everything, to_channels_last, to_device, with_device
 from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluate import evaluate, val_metric
 from .schedules import build_optimizer, set_epoch_lr
@@ -161,6 +161,7 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
     from ..results import environment
 
     run_dir = Path(run_dir)
+    recipe = with_device(recipe)
     dist.init_from_env(recipe.train.device)
     if dist.is_dist():  # DDP: every rank uses rank 0's run directory (resume reads the same checkpoint)
         run_dir = Path(str(dist.all_gather_objects(str(run_dir))[0]))

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ..engine import build_model, evaluate, train
+from ..engine.build import with_device
 from ..engine.checkpoint import load_checkpoint
 from ..errors import RecipeError
 from ..models.registry import model_entrypoint
@@ -47,8 +48,8 @@ def plan(sweep: Sweep, smoke: bool, extra: list[str]) -> list[tuple[Variant, Rec
         train_over = list(own) + list(extra)
         ev = v.smoke_eval if (smoke and v.smoke_eval is not None) else v.eval_overrides
         eval_over = list(ev)
-        rec_train = load_recipe(base, train_over)
-        rec_eval = load_recipe(base, train_over + eval_over)
+        rec_train = with_device(load_recipe(base, train_over))
+        rec_eval = with_device(load_recipe(base, train_over + eval_over))
         _check_args(rec_train, v)
         out.append((v, rec_train, rec_eval, _train_key(train_over)))
     return out
