@@ -19,10 +19,13 @@ def convert(
         help="Registered model the checkpoint is for (implied by official:NAME).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output weights file (default: <model>.pth here).")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the released checkpoints official:NAME knows.")] = False,
+    from_code: Annotated[str | None, typer.Option(
+        "--from-code", help="Code base that wrote it: transpose | btranspose | prtr (default: from its keys).")] = None,
 ) -> None:
-    """Convert an official TransPose / BTranspose / SimpleBaseline checkpoint for `--weights`."""
+    """Convert an official TransPose / BTranspose / SimpleBaseline / PRTR checkpoint (plain, ``module.``-prefixed or
+    a training checkpoint.pth) for `--weights`."""
     from ..errors import PoseReproError
-    from ..weights.official import OFFICIAL_WEIGHTS, convert_file, official_name
+    from ..weights.official import CODE_BASES, OFFICIAL_WEIGHTS, convert_file, official_name
 
     if list_:
         console.print("[bold]released checkpoints[/] (use as official:NAME)")
@@ -31,10 +34,11 @@ def convert(
         return
     if not src:
         raise PoseReproError("give a checkpoint to convert (a file, URL or official:NAME) or --list")
+    if from_code is not None and from_code not in CODE_BASES:
+        raise PoseReproError(f"--from-code must be one of {', '.join(CODE_BASES)}, got {from_code!r}")
     if model is None and src.startswith("official:"):
         model = OFFICIAL_WEIGHTS[official_name(src)].model
-    if model is None:
+    if model is None and from_code not in (None, "prtr"):
         raise PoseReproError(f"say which model {src} is for with --model (e.g. --model transpose_r_a4)")
-    dest = out or Path(f"{model}.pth")
-    convert_file(src, model, dest)
-    console.print(f"wrote {dest} (model {model}); use it with --weights {dest}")
+    dest, name = convert_file(src, model, out, from_code)
+    console.print(f"wrote {dest} (model {name}); use it with --weights {dest}")

@@ -197,35 +197,82 @@ def load_official(path_or_url: str | Path, model_name: str | None = None, **mode
     return model.eval()
 
 
-def looks_official(state: dict[str, Any]) -> bool:
-    """Whether a state dict is in an official (TransPose / BTranspose / HRNet-code) layout rather than ours."""
+#: code bases whose checkpoint layouts :func:`convert_official` reads
+CODE_BASES = ("transpose", "btranspose", "prtr")
+
+
+def code_base_of(state: dict[str, Any]) -> str | None:
+    """Which official code base wrote ``state`` (a state dict, ``module.``-prefixed or not): ``"prtr"`` (its
+    ``backbone.0.body.*`` Joiner keys, or PRTR's query/keypoint heads), ``"btranspose"`` (``model_alpha.*``),
+    ``"transpose"`` (TransPose / HRNet-code keys), or ``None`` for poserepro's own layout."""
     keys = [k.removeprefix("module.") for k in state]
-    return any(k == "pos_embedding" or k.startswith(("global_encoder.", "model_alpha.", "final_layer.",
-                                                     "deconv_layers.")) for k in keys)
+    if any(k.startswith("backbone.0.body.") for k in keys) or (
+            "query_embed.weight" in keys and any(k.startswith("kpt_embed.") for k in keys)):
+        return "prtr"
+    if any(k.startswith("model_alpha.") for k in keys):
+        return "btranspose"
+    if any(k == "pos_embedding" or k.startswith(("global_encoder.", "final_layer.", "deconv_layers."))
+           for k in keys):
+        return "transpose"
+    return None
 
 
-def load_official_into(model: nn.Module, path_or_url: str | Path) -> None:
-    """Load official weights (file, URL or ``official:NAME``) into an already built ``model`` (strict, converted).
+def looks_official(state: dict[str, Any]) -> bool:
+    """Whether a state dict is in an official code base's layout rather than ours."""
+    return code_base_of(state) is not None
+
+
+def convert_official(state: dict[str, torch.Tensor], code: str | None = None,
+                     model: nn.Module | None = None, what: str = "") -> dict[str, torch.Tensor]:
+    """An official state dict → ours through its own code base's key map (``code`` detected from the keys when
+    ``None``); checked against ``model`` when given."""
+    code = code or code_base_of(state)
+    if code not in CODE_BASES:
+        raise CheckpointError(f"cannot tell which code base wrote this checkpoint; pass --from-code "
+                              f"{'|'.join(CODE_BASES)}" if code is None else
+                              f"unknown code base {code!r}; use one of {', '.join(CODE_BASES)}")
+    if code == "prtr":
+        from .prtr import convert_state_dict as convert_prtr
+
+        out = convert_prtr(state)
+        if model is not None:
+            check_compatible(out, model, what or type(model).__name__)
+        return out
+    return convert_state_dict(state, None, model)
+
+
+def load_official_into(model: nn.Module, path_or_url: str | Path, code: str | None = None) -> None:
+    """Load official weights (file, URL or ``official:NAME``; any code base, any layout its code writes) into an
+    already built ``model`` (strict, converted).
 
     For the training / evaluation entry points that build the model from a recipe: ``--weights official:NAME``.
     """
     spec = str(path_or_url)
-    state = convert_state_dict(_read_state_dict(fetch_weights(spec)), None, None)
-    check_compatible(state, model, type(model).__name__)
+    state = convert_official(_read_state_dict(fetch_weights(spec)), code, model)
     model.load_state_dict(state, strict=True)
 
 
-def convert_file(src: str | Path, model_name: str | None, dest: str | Path) -> Path:
+def convert_file(src: str | Path, model_name: str | None, dest: str | Path | None = None,
+                 code: str | None = None) -> tuple[Path, str]:
     """Convert an official checkpoint (path, URL or ``official:NAME``) into a poserepro weights file
-    ``{"model": state_dict, "model_name": ..., "source": ...}`` loadable by ``--weights``."""
+    ``{"model": state_dict, "model_name": ..., "source": ...}`` loadable by ``--weights``; returns
+    ``(file, model name)``. A PRTR checkpoint names its model by itself (its backbone); the others need
+    ``model_name``. ``dest`` defaults to ``<model>.pth`` in the current folder."""
     from ..io import atomic_torch_save
+    from ..models.registry import create_model
 
     spec = str(src)
-    if model_name is None:
-        if not spec.startswith("official:"):
-            raise CheckpointError(f"say which model {spec} is for (--model)")
+    if model_name is None and spec.startswith("official:"):
         model_name = OFFICIAL_WEIGHTS[official_name(spec)].model
-    state = convert_state_dict(_read_state_dict(fetch_weights(spec)), model_name)
-    dest = Path(dest)
+    raw = _read_state_dict(fetch_weights(spec))
+    code = code or code_base_of(raw)
+    if model_name is None and code == "prtr":
+        from .prtr import detect_backbone
+
+        model_name = detect_backbone(raw)
+    if model_name is None:
+        raise CheckpointError(f"say which model {spec} is for (--model)")
+    state = convert_official(raw, code, create_model(model_name), model_name)
+    dest = Path(dest) if dest is not None else Path(f"{model_name}.pth")
     atomic_torch_save(dest, {"model": state, "model_name": model_name, "source": spec})
-    return dest
+    return dest, model_name

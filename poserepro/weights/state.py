@@ -19,14 +19,16 @@ from .official import load_official_into, looks_official
 def load_model_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) -> None:
     """Load model weights from a checkpoint file; shape / key mismatches become one-line CheckpointErrors.
 
-    ``official:NAME``, a URL, or a file in an official code base's layout is converted first
-    (:func:`poserepro.weights.official.load_official_into`).
+    ``official:NAME``, a URL, or a file in an official code base's layout (TransPose, BTranspose, PRTR; plain,
+    ``module.``-prefixed or a training ``checkpoint.pth`` dict) is converted through its own code base's key map
+    first (:func:`poserepro.weights.official.load_official_into`).
     """
     if str(path).startswith(("official:", "http://", "https://")):
         load_official_into(model, path)
         return
     raw = load_torch(path)
-    if looks_official(raw.get("model", raw) if isinstance(raw.get("model"), dict) else raw):
+    inner = next((raw[k] for k in ("state_dict", "model") if isinstance(raw.get(k), dict)), raw)
+    if looks_official(inner):
         load_official_into(model, path)
         return
     state = model_state_from(raw)
