@@ -7,13 +7,13 @@ JPEG and writes it atomically, and is what the worker processes of :mod:`.pool` 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from ...io import atomic_write_bytes
 from .config import SPLIT_CODE, SynthConfig, rng_for
 from .draw import (
     HAIR,
@@ -59,22 +59,6 @@ from .skeleton import (
     place_person,
     unit,
 )
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary sibling and :func:`os.replace` (never half-written)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-
 
 #: One rendering job: ``(config, split, index, jpeg path)``.
 Task = tuple[SynthConfig, str, int, str]

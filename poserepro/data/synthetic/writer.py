@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DataError
+from ...io import atomic_write_bytes
 from .config import GENERATOR_VERSION, PERSON_CATEGORY, SPLITS, VAL_ID_OFFSET, SynthConfig
-from .render import atomic_write_bytes
 
 #: Name of the config file that marks a complete dataset.
 MARKER_NAME = "synth_config.json"
