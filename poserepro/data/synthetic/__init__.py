@@ -50,7 +50,7 @@ Modules
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,7 @@ def _render_all(
     """Render every task (in this process, or in worker processes for bigger jobs); annotations in task order."""
     nproc = min(workers, len(tasks) // _IMAGES_PER_WORKER)
     results: list[list[dict[str, Any]] | None] = [None] * len(tasks)
-    stream: Iterator[tuple[int, list[dict[str, Any]]]]
+    stream: Generator[tuple[int, list[dict[str, Any]]], None, None]
     stream = _run_workers(tasks, nproc) if nproc > 1 else ((i, render_to_file(t)) for i, t in enumerate(tasks))
     try:
         for done, (pos, anns) in enumerate(stream, start=1):
@@ -119,7 +119,7 @@ def _render_all(
             if progress is not None:
                 progress(done, len(tasks))
     finally:
-        stream.close()  # type: ignore[attr-defined]  # stops worker processes early if anything above raised
+        stream.close()  # stops worker processes early if anything above raised
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]
 

@@ -45,7 +45,7 @@ SPLITS: tuple[str, ...] = ("train", "val")
 SPLIT_CODE = {"train": 1, "val": 2}
 DET_CODE = 7
 BANK_CODE = 99
-MAX_PERSONS = 12
+_MAX_PERSONS = 12
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class SynthSummary:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# validation and file helpers
+# validation and random streams
 # ----------------------------------------------------------------------------------------------------------
 
 
@@ -114,8 +114,8 @@ def check_config(config: SynthConfig) -> None:
     _int("image_size[0] (width)", w, 32, 4096)
     _int("image_size[1] (height)", h, 32, 4096)
     pmin, pmax = _pair("persons_per_image", config.persons_per_image)
-    _int("persons_per_image[0]", pmin, 1, MAX_PERSONS)
-    _int("persons_per_image[1]", pmax, 1, MAX_PERSONS)
+    _int("persons_per_image[0]", pmin, 1, _MAX_PERSONS)
+    _int("persons_per_image[1]", pmax, 1, _MAX_PERSONS)
     if pmin > pmax:
         raise DataError(f"SynthConfig.persons_per_image min {pmin} is larger than max {pmax}; swap them")
     _float("min_person_height", config.min_person_height, 0.05, 2.0)
@@ -138,4 +138,5 @@ def check_config(config: SynthConfig) -> None:
 
 
 def rng_for(seed: int, *keys: int) -> np.random.Generator:
+    """The random stream of ``(seed, *keys)``: independent of every other key tuple, the same in any process."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), *keys]))

@@ -15,6 +15,7 @@ from .config import DET_CODE, SynthConfig, rng_for
 
 
 def _iou(a: list[float], b: list[float]) -> float:
+    """Intersection over union of two ``[x, y, w, h]`` boxes (0 when both are empty)."""
     ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
     inter = ix * iy

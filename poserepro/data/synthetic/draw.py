@@ -31,6 +31,7 @@ def hsv(h_deg: float, s: float, v: float) -> tuple[float, float, float]:
 
 
 def scale(col: tuple[float, float, float], f: float, add: float = 0.0) -> tuple[float, float, float]:
+    """``col * f + add`` per channel, clipped to [0, 255]."""
     return tuple(float(min(255.0, max(0.0, c * f + add))) for c in col)  # type: ignore[return-value]
 
 
@@ -45,6 +46,7 @@ def cool_hue(rng: np.random.Generator) -> float:
 
 
 def fix(pts: np.ndarray) -> np.ndarray:
+    """Pixel coordinates to OpenCV fixed point (``SHIFT`` fractional bits), as int32."""
     return np.round(np.asarray(pts, dtype=np.float64) * ONE).astype(np.int32)
 
 
@@ -78,6 +80,7 @@ def shaded_capsule(
 
 
 def disc(img: np.ndarray, c: np.ndarray, r: float, col: Any, aa: bool = True) -> None:
+    """A filled disc of radius ``r`` (at least 0.6 px) at ``c``, anti-aliased unless ``aa`` is false."""
     cv2.circle(img, tuple(int(v) for v in fix(c)), int(round(max(r, 0.6) * ONE)), col, -1,
                cv2.LINE_AA if aa else cv2.LINE_8, SHIFT)  # fmt: skip
 

@@ -18,7 +18,7 @@ import multiprocessing
 import runpy
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -29,7 +29,7 @@ from .render import Task, render_to_file
 
 #: The script a worker runs before its first task, and the ``__name__`` it runs under.
 BOOT_SCRIPT = Path(__file__).with_name("_worker_boot.py")
-BOOT_RUN_NAME = "__poserepro_synth_worker__"
+BOOT_RUN_NAME = "__poserepro_synth_worker__"  # the same string as _worker_boot._RUN_NAME (it imports nothing)
 
 
 @contextlib.contextmanager
@@ -58,7 +58,7 @@ def _outcome(future: Future[list[dict[str, Any]]], path: str) -> list[dict[str, 
         raise RuntimeError(f"synthetic worker failed on {path}: {type(e).__name__}: {e}") from e
 
 
-def run_workers(tasks: list[Task], nproc: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+def run_workers(tasks: list[Task], nproc: int) -> Generator[tuple[int, list[dict[str, Any]]], None, None]:
     """Render ``tasks`` in ``nproc`` worker processes; yields ``(position, annotations)`` as they finish.
 
     Closing the iterator early (or an error) cancels the tasks not yet started and waits for the running ones.

@@ -17,12 +17,12 @@ NOSE, LEYE, REYE, LEAR, REAR = 0, 1, 2, 3, 4
 LSHO, RSHO, LELB, RELB, LWRI, RWRI = 5, 6, 7, 8, 9, 10
 LHIP, RHIP, LKNE, RKNE, LANK, RANK = 11, 12, 13, 14, 15, 16
 HEAD, NECK, PELVIS, LHAND, RHAND, LTOE, RTOE = 17, 18, 19, 20, 21, 22, 23
-NJ = 24
+_NJ = 24
 
 _DOWN = np.array([0.0, 1.0, 0.0])
 # face directions in the head frame (x = person's left, y = down, z = forward), and the minimum camera-facing
 # component (z after all rotations) for the point to count as visible
-FACE_DIRS = {
+_FACE_DIRS = {
     NOSE: ((0.0, 0.28, 0.96), -0.05),
     LEYE: ((0.36, -0.10, 0.93), 0.12),
     REYE: ((-0.36, -0.10, 0.93), 0.12),
@@ -52,6 +52,7 @@ def _rz(a: float) -> np.ndarray:
 
 
 def unit(v: tuple[float, float, float]) -> np.ndarray:
+    """``v`` scaled to length 1, as a float64 array."""
     a = np.asarray(v, dtype=np.float64)
     return a / np.linalg.norm(a)
 
@@ -131,8 +132,8 @@ def _sample_angles(rng: np.random.Generator) -> dict[str, Any]:
 class Person:
     """A posed, projected person (pixel units)."""
 
-    xy: np.ndarray  # (NJ, 2) joint positions
-    z: np.ndarray  # (NJ,) depth towards the camera (larger = nearer)
+    xy: np.ndarray  # (_NJ, 2) joint positions
+    z: np.ndarray  # (_NJ,) depth towards the camera (larger = nearer)
     face_vis: dict[int, bool]  # face keypoint -> turned towards the camera
     torso_xy: np.ndarray  # (8, 2) projected torso box corners
     torso_z: float
@@ -143,7 +144,7 @@ class Person:
     extent: np.ndarray  # (4,) x0, y0, x1, y1 of the whole figure in pixels
 
 
-def build_person(
+def _build_person(
     rng: np.random.Generator, stature_px: float, pose: float = 0.5,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Sample proportions, a pose and a viewpoint; return 3-D helper data in units of stature.
@@ -152,7 +153,7 @@ def build_person(
     in the image plane: at 0.5, 55 % near-frontal, 12 % from the back, 33 % any yaw; 80 % upright, 15 % rolled up
     to +-60 degrees, 5 % lying.  Only the thresholds move with the knob, so the random stream is the same.
 
-    Returns ``(points3d, extra)`` where ``points3d`` is ``(NJ + 8, 3)`` (joints then torso box corners) in
+    Returns ``(points3d, extra)`` where ``points3d`` is ``(_NJ + 8, 3)`` (joints then torso box corners) in
     the camera frame after yaw, and ``extra`` holds radii, face visibility and the in-plane transform params.
     """
     u = rng.uniform
@@ -178,7 +179,7 @@ def build_person(
 
     ang = _sample_angles(rng)
     d2r = math.pi / 180.0
-    J = np.zeros((NJ, 3))
+    J = np.zeros((_NJ, 3))
     J[LHIP] = (hw, 0.0, 0.0)
     J[RHIP] = (-hw, 0.0, 0.0)
     rt = _rz(ang["lateral"] * d2r) @ _rx(-ang["lean"] * d2r)  # torso rotation about the pelvis
@@ -214,7 +215,7 @@ def build_person(
     hy, hp, hr = (v * d2r for v in ang["head"])
     rh = rt @ _ry(hy) @ _rx(hp) @ _rz(hr)
     J[HEAD] = J[NECK] + rt @ np.array([0.0, -(neck_len + head_r), 0.012])
-    for k, (d, _) in FACE_DIRS.items():
+    for k, (d, _) in _FACE_DIRS.items():
         J[k] = J[HEAD] + 0.97 * head_r * (rh @ unit(d))
 
     # torso box corners (shoulder line and hip line, front and back)
@@ -238,7 +239,7 @@ def build_person(
     ry = _ry(yaw * d2r)
     pts = pts @ ry.T
     face_vis = {}
-    for k, (d, thr) in FACE_DIRS.items():
+    for k, (d, thr) in _FACE_DIRS.items():
         face_vis[k] = bool((ry @ rh @ unit(d))[2] > thr)
     head_fwd = ry @ rh @ np.array([0.0, 0.0, 1.0])
 
@@ -277,7 +278,7 @@ def place_person(
     ``near`` is a centre to overlap with, if any; otherwise the best of ``tries`` random positions (least
     overlap with the ``others`` extents ``[x0, y0, x1, y1]``) is used.
     """
-    pts, ex = build_person(rng, stature_px, pose)
+    pts, ex = _build_person(rng, stature_px, pose)
     xy = pts[:, :2] * np.array([ex["aspect"], 1.0])
     c, s = math.cos(ex["roll"]), math.sin(ex["roll"])
     xy = xy @ np.array([[c, s], [-s, c]]) * stature_px
@@ -315,10 +316,10 @@ def place_person(
     xy = xy + shift
     return Person(
         extent=np.concatenate([lo + shift, hi + shift]),
-        xy=xy[:NJ],
-        z=z[:NJ],
+        xy=xy[:_NJ],
+        z=z[:_NJ],
         face_vis=ex["face_vis"],
-        torso_xy=xy[NJ:],
+        torso_xy=xy[_NJ:],
         torso_z=float(z[[LSHO, RSHO, LHIP, RHIP]].mean()),
         radii=ex["radii"],
         head_r=ex["head_r"],
