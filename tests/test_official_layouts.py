@@ -20,7 +20,8 @@ from .test_convert import _keys, _official_btranspose_keys, random_official
 
 # (official file stem or btranspose layout, registered model, code base, a converted key to probe)
 CASES = {
-    "transpose-r": ("tp_r_256x192_enc3_d256_h1024_mh8", "transpose_r_a3", "transpose", "encoder.layers.0.linear1.weight"),
+    "transpose-r": ("tp_r_256x192_enc3_d256_h1024_mh8", "transpose_r_a3", "transpose",
+                    "encoder.layers.0.linear1.weight"),
     "transpose-h": ("tp_h_32_256x192_enc4_d64_h128_mh1", "transpose_h_s", "transpose", "head.final_layer.weight"),
     "btranspose": ("btranspose", "btranspose_c3a1_8h", "btranspose", "head.final_layer.weight"),
     "prtr": ("prtr_res50_384x288", "prtr_r50", "prtr", "transformer.decoder.norm.weight"),

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -222,12 +225,35 @@ def test_bad_arguments_raise(tmp_path: Path) -> None:
 
 
 def test_worker_write_failure_is_a_data_error(tmp_path: Path) -> None:
-    """An OSError inside a worker process (here: a missing folder) comes back as a one-line DataError."""
+    """An OSError inside a worker process (here: a file where the image folder should be) comes back as a
+    one-line DataError."""
     from poserepro.data.synthetic import _run_workers
 
-    tasks = [(TINY, "train", i, str(tmp_path / "missing" / f"{i}.jpg")) for i in range(4)]
-    with pytest.raises(DataError, match="missing"):
+    (tmp_path / "blocked").write_text("not a folder")
+    tasks = [(TINY, "train", i, str(tmp_path / "blocked" / f"{i}.jpg")) for i in range(4)]
+    with pytest.raises(DataError, match="blocked") as err:
         list(_run_workers(tasks, 2))
+    assert "\n" not in str(err.value)
+
+
+def test_unguarded_script_with_workers(tmp_path: Path) -> None:
+    """A script without a ``__main__`` guard may use worker processes (they never re-run it), and its files are
+    byte-identical to an in-process run."""
+    cfg = SynthConfig(num_train=12, num_val=4, seed=5, image_size=(64, 64))
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from poserepro.data.synthetic import SynthConfig, synthesize\n"
+        f"synthesize({str(tmp_path / 'two')!r}, SynthConfig(num_train=12, num_val=4, seed=5, image_size=(64, 64)),"
+        " workers=2)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), *sys.path])}
+    subprocess.run([sys.executable, str(script)], check=True, env=env, timeout=300)
+    synthesize(tmp_path / "one", cfg, workers=1)
+    one = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
+    two = sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*") if p.is_file())
+    assert one == two and len(one) == 12 + 4 + 4  # images, two keypoint files, detections, config
+    for rel in one:
+        assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes(), rel
 
 
 def test_pose_knob_moves_viewpoints(tmp_path: Path) -> None:
