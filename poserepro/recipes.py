@@ -351,11 +351,48 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
+#: value ranges (key, test, what it must be): a type-correct value outside them is a RecipeError too
+_RANGES: tuple[tuple[str, Any, str], ...] = (
+    ("train.batch_size", lambda v: v >= 1, "at least 1"),
+    ("eval.batch_size", lambda v: v >= 1, "at least 1"),
+    ("schedule.epochs", lambda v: v >= 1, "at least 1"),
+    ("schedule.warmup_epochs", lambda v: v >= 0, "0 or more"),
+    ("schedule.min_lr", lambda v: v >= 0, "0 or more"),
+    ("optim.lr", lambda v: v > 0, "positive"),
+    ("optim.weight_decay", lambda v: v >= 0, "0 or more"),
+    ("optim.clip_grad_norm", lambda v: v is None or v >= 0, "0 (off) or more"),
+    ("data.workers", lambda v: v >= 0, "0 or more"),
+    ("data.num_joints", lambda v: v >= 1, "at least 1"),
+    ("data.input_size", lambda v: len(v) == 2 and min(v) >= 8, "two sizes (w, h) of at least 8 px"),
+    ("data.heatmap_size", lambda v: len(v) == 2 and min(v) >= 1, "two positive sizes (w, h)"),
+    ("data.sigma", lambda v: v > 0, "positive"),
+    ("data.flip_prob", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    ("data.half_body_prob", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    ("data.rot_prob", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    ("data.synth_images", lambda v: v >= 1, "at least 1"),
+    ("data.synth_val_images", lambda v: v >= 1, "at least 1"),
+    ("train.threads", lambda v: v is None or v >= 1, "at least 1 (or unset)"),
+    ("train.max_steps_per_epoch", lambda v: v is None or v >= 1, "at least 1 (or unset)"),
+    ("eval.every", lambda v: v >= 0, "0 (off) or more epochs"),
+)
+
+
+def check_ranges(recipe: Recipe) -> None:
+    """Raise a one-line :class:`RecipeError` for the first value outside its range (see ``_RANGES``)."""
+    for key, ok, what in _RANGES:
+        section, field_name = key.split(".")
+        value = getattr(getattr(recipe, section), field_name)
+        if not ok(value):
+            raise RecipeError(f"{key} must be {what}, got {value!r}")
+
+
 def recipe_from_dict(data: dict[str, Any], name: str = "") -> Recipe:
-    """Build a :class:`Recipe` from a raw dict, checking every key and type."""
+    """Build a :class:`Recipe` from a raw dict, checking every key, type and value range."""
     data = dict(data)
     data.setdefault("name", name)
-    return _build(Recipe, data, "")
+    recipe = _build(Recipe, data, "")
+    check_ranges(recipe)
+    return recipe
 
 
 def load_recipe(name_or_path: str, overrides: list[str] | None = None, recipe_dir: Path = RECIPE_DIR) -> Recipe:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import PoseReproError
 
@@ -21,8 +22,19 @@ STATE: dict[str, Any] = {"debug": os.environ.get("POSEREPRO_DEBUG", "") not in (
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _os_error_line(e: OSError) -> str:
+    """One line for a file-system error: what failed on which path, and the fix."""
+    what = e.strerror or type(e).__name__
+    path = f" {e.filename}" if e.filename else ""
+    return f"cannot use{path}: {what}; check the path (an existing folder where a file goes, or the reverse?) " \
+           "and its permissions"
+
+
 def handle_errors(fn: F) -> F:
-    """Turn :class:`PoseReproError` (and Ctrl-C) into one line on stderr and a non-zero exit (unless ``--debug``)."""
+    """Turn :class:`PoseReproError`, file-system errors (``OSError``) and Ctrl-C into one line on stderr and a
+    non-zero exit (unless ``--debug``). :class:`App` applies it to every command."""
+    if getattr(fn, "_one_line_errors", False):
+        return fn
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -31,8 +43,13 @@ def handle_errors(fn: F) -> F:
         except PoseReproError as e:
             if STATE["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
+        except OSError as e:
+            if STATE["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {escape(_os_error_line(e))}", soft_wrap=True)
+            raise typer.Exit(2) from None
         except FloatingPointError as e:
             if STATE["debug"]:
                 raise
@@ -42,7 +59,17 @@ def handle_errors(fn: F) -> F:
             err_console.print("[bold red]interrupted[/]: the last completed checkpoint is kept; resume with --resume")
             raise typer.Exit(130) from None
 
+    wrapper._one_line_errors = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+class App(typer.Typer):
+    """A Typer app whose every command is wrapped in :func:`handle_errors`: one-line errors as a class, for
+    sub-apps too (``poserepro data ...``), not command by command."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        register = super().command(*args, **kwargs)
+        return lambda fn: register(handle_errors(fn))
 
 
 def runs_root() -> Path:

@@ -22,11 +22,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from poserepro.cli.common import App
 from poserepro.data.datasets_catalog import DEFAULT_PARTS, get_entries
 from poserepro.data.download import ProgressFn, download_dataset
 from poserepro.data.verify import verify_dataset
 
-app = typer.Typer(
+app = App(
     help="Download, verify and prepare datasets (COCO 2017, MPII).",
     no_args_is_help=True,
     add_completion=False,

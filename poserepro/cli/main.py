@@ -15,7 +15,7 @@ from rich.table import Table
 from . import data as data_cli
 from .ablate import ablate_cmd
 from .bench import bench as bench_cmd
-from .common import STATE, console, handle_errors
+from .common import STATE, App, console, handle_errors
 from .convert import convert as convert_cmd
 from .demo import demo_cmd
 from .evaluate import eval_cmd
@@ -24,18 +24,28 @@ from .report import report_cmd
 from .synth import synth_cmd
 from .train import train_cmd
 
-app = typer.Typer(
+app = App(
     name="poserepro", help="Reproduction suite for transformer-based 2D human pose estimation.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
 )
 
 
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                          callback=lambda v: _print_version(v))] = False,
 ) -> None:
     if debug:
         STATE["debug"] = True
+
+
+def _print_version(show: bool) -> None:
+    if show:
+        from .. import __version__
+
+        console.print(f"poserepro {__version__}")
+        raise typer.Exit(0)
 
 
 class ListWhat(str, Enum):
