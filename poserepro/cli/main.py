@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from . import data as data_cli
+from . import weights as weights_cli
 from .ablate import ablate_cmd
 from .bench import bench as bench_cmd
 from .common import STATE, console, handle_errors
@@ -85,6 +86,7 @@ app.command("explain")(explain_cmd)
 app.command("report")(report_cmd)
 app.command("bench")(bench_cmd)
 app.command("convert")(convert_cmd)
+app.add_typer(weights_cli.app, name="weights", help="Starting-point weights: list the catalogue, fetch a file.")
 
 
 def main() -> None:

@@ -87,12 +87,20 @@ def file_digests(path: Path, *, progress: ProgressFn | None = None, chunk: int =
     return hashes.result()
 
 
-def _mismatch(got: dict[str, Any], size: int | None, sha256: str | None, md5: str | None) -> str | None:
-    """Human description of the first difference between ``got`` and the expectations, else ``None``."""
+def _mismatch(
+    got: dict[str, Any], size: int | None, sha256: str | None, md5: str | None, sha256_prefix: str | None = None,
+) -> str | None:
+    """Human description of the first difference between ``got`` and the expectations, else ``None``.
+
+    ``sha256_prefix``: the leading hex digits of the sha256 when only those are published (torch.hub-style file
+    names such as ``resnet50-19c8e357.pth``).
+    """
     if size is not None and got["size"] != size:
         return f"expected {size} bytes, got {got['size']}"
     if sha256 and got["sha256"] != sha256.lower():
         return f"expected sha256 {sha256.lower()}, got {got['sha256']}"
+    if sha256_prefix and not got["sha256"].startswith(sha256_prefix.lower()):
+        return f"expected a sha256 starting {sha256_prefix.lower()}, got {got['sha256']}"
     if md5 and got["md5"] != md5.lower():
         return f"expected md5 {md5.lower()}, got {got['md5']}"
     return None
@@ -144,6 +152,7 @@ def download_file(
     chunk: int = 1 << 20,
     timeout: float = 30,
     digests: dict[str, Any] | None = None,
+    sha256_prefix: str | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` resumably and verify it; return ``dest``.
 
@@ -162,6 +171,7 @@ def download_file(
         chunk: read size in bytes.
         timeout: socket timeout in seconds for connect and each read.
         digests: if given, filled with ``{"size", "sha256", "md5"}`` of the final file.
+        sha256_prefix: leading hex digits the sha256 must start with (when only a prefix is published).
     """
     dest = Path(dest)
     if not url.lower().startswith(("http://", "https://")):
@@ -173,7 +183,7 @@ def download_file(
 
     if dest.exists():
         got = file_digests(dest, progress=progress, chunk=chunk)
-        if _mismatch(got, size, sha256, md5) is None:
+        if _mismatch(got, size, sha256, md5, sha256_prefix) is None:
             if digests is not None:
                 digests.update(got)
             return dest
@@ -248,7 +258,7 @@ def download_file(
         hashes = _Hashes()
         _hash_into(part, hashes, chunk, progress, label, size)
     got = hashes.result()
-    problem = _mismatch(got, size, sha256, md5)
+    problem = _mismatch(got, size, sha256, md5, sha256_prefix)
     if problem is not None:
         os.replace(part, corrupt)
         raise ChecksumMismatch(
