@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +32,7 @@ from ..errors import CheckpointError
 from ..io import load_torch
 from .catalogue import CATALOGUE, CatalogueEntry, fetch_entry, get_entry
 from .keymaps import dino_backbone_state, imagenet_name, load_backbone_file, load_detr, load_imagenet
-from .official import load_official_into, official_name, read_state_dict
+from .official import load_official_into, official_name
 from .state import load_for_transfer, load_model_weights
 
 log = logging.getLogger("poserepro.weights")
@@ -109,16 +109,20 @@ def _local(plan: InitPlan, cache_dir: Path | None, mirror: str | None) -> Path:
 
 
 def _state(path: Path, scheme: str) -> dict[str, torch.Tensor]:
-    if scheme != "dino":
-        return read_state_dict(path)
-    raw = load_torch(path, what="DINO backbone file")
+    """The tensors of a starting-point file: memory-mapped when the file allows it (zip format; only the part of
+    the model it is for is then read), unwrapped from a ``state_dict`` / ``model`` / ``teacher`` (DINO) entry."""
+    what = "DINO backbone file" if scheme == "dino" else f"{scheme} weights file"
+    try:
+        raw: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # legacy (pre-zip) files such as the torchvision V1 ones cannot be mapped
+        raw = load_torch(path, what=what)
     for key in ("teacher", "state_dict", "model"):
-        if isinstance(raw.get(key), dict):
+        if isinstance(raw, dict) and isinstance(raw.get(key), dict):
             raw = raw[key]
             break
-    if not raw or not all(isinstance(v, torch.Tensor) for v in raw.values()):
-        raise CheckpointError(f"DINO backbone file {path} holds no state dict of tensors")
-    return dino_backbone_state(raw)
+    if not isinstance(raw, dict) or not raw or not all(isinstance(v, torch.Tensor) for v in raw.values()):
+        raise CheckpointError(f"{what} {path} holds no state dict of tensors")
+    return raw
 
 
 def init_model(model: nn.Module, spec: str, cache_dir: Path | None = None, mirror: str | None = None) -> str:
@@ -144,30 +148,34 @@ def init_model(model: nn.Module, spec: str, cache_dir: Path | None = None, mirro
             return load_imagenet(model, state, plan.source).line()
         if plan.scheme == "detr":
             return load_detr(model, state, plan.source).line()
-        return load_backbone_file(model, state, plan.source).line()
+        backbone, other = dino_backbone_state(state)
+        return load_backbone_file(model, backbone, plan.source, other=other).line()
     log.info(line)
     return line
 
 
 # ------------------------------------------------------------------------------------------ recipes → files
-@cache
-def _model_imagenet(model_name: str, args_key: str) -> str | None:
-    """The ImageNet catalogue name for a registered model built with the recipe's args (``None``: none fits)."""
-    import ast
+_IMAGENET_BY_MODEL: dict[str, str | None] = {}
 
+
+def _model_imagenet(model_name: str, model_args: dict[str, Any]) -> str | None:
+    """The ImageNet catalogue name for a registered model (``None``: none fits), built once per model name: a
+    recipe's args set its head and sizes, the registered model fixes the backbone."""
     from ..models.registry import create_model
 
-    try:
-        return imagenet_name(create_model(model_name, **ast.literal_eval(args_key)))
-    except CheckpointError:
-        return None
+    if model_name not in _IMAGENET_BY_MODEL:
+        try:
+            _IMAGENET_BY_MODEL[model_name] = imagenet_name(create_model(model_name, **model_args))
+        except CheckpointError:
+            _IMAGENET_BY_MODEL[model_name] = None
+    return _IMAGENET_BY_MODEL[model_name]
 
 
 def starting_entry(spec: str, model_name: str, model_args: dict[str, Any] | None = None) -> str | None:
     """The catalogue name a recipe's starting point resolves to (``None`` for local files and transfer)."""
     scheme, arg = _split(spec.strip())
     if scheme == "imagenet" and not arg:
-        return _model_imagenet(model_name, repr(dict(sorted((model_args or {}).items()))))
+        return _model_imagenet(model_name, dict(model_args or {}))
     if scheme == "file":
         return None
     plan = resolve_init(spec, backbone_entry="resnet50")  # the placeholder is never used for a named spec

@@ -106,6 +106,9 @@ def imagenet_name(model: nn.Module) -> str:
                 return name
         raise CheckpointError(f"no torchvision ImageNet ResNet has stages of {bb.blocks} blocks; "
                               "train it from scratch (model.init: null)")
+    if isinstance(bb, ResNet):
+        raise CheckpointError(f"no ImageNet file for a ResNet of widths {bb.widths} (a smoke-size model?); "
+                              "train it from scratch (model.init: null)")
     raise CheckpointError(f"no ImageNet file in the catalogue fits the {type(bb).__name__} backbone of "
                           f"{type(model).__name__}; use dino:PATH, a local file, or model.init: null")
 
@@ -137,11 +140,11 @@ def _top(key: str, model: nn.Module) -> str:
 
 
 def load_backbone_file(model: nn.Module, state: Mapping[str, torch.Tensor], source: str,
-                       only: tuple[str, ...] | None = None) -> InitReport:
+                       only: tuple[str, ...] | None = None, other: int = 0) -> InitReport:
     """Load a classifier / self-supervised backbone state dict (keys named as our backbone's) into the backbone.
 
     ``only``: the backbone's top-level modules to take from the file (TransPose-H: :data:`HRNET_S_LAYERS`);
-    default: all of the backbone's own modules.
+    default: all of the backbone's own modules. ``other``: tensors of the file already set aside (reported unused).
     """
     prefix = backbone_prefix(model)
     own = [k for k in model.state_dict() if k.startswith(prefix) and _counted(k)]
@@ -149,7 +152,7 @@ def load_backbone_file(model: nn.Module, state: Mapping[str, torch.Tensor], sour
         own = [k for k in own if k[len(prefix):].split(".")[0] in only]
     wanted = {k[len(prefix):]: k for k in own}
     pairs = {wanted[k]: v for k, v in state.items() if k in wanted}
-    unused = sum(1 for k in state if k not in wanted and _counted(k))
+    unused = sum(1 for k in state if k not in wanted and _counted(k)) + other
     return _load(model, pairs, own, source, "backbone", unused)
 
 
@@ -160,13 +163,14 @@ def load_imagenet(model: nn.Module, state: Mapping[str, torch.Tensor], source: s
     return load_backbone_file(model, state, source, only)
 
 
-def dino_backbone_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A DINO backbone file's tensors under backbone-relative names (``module.`` and ``backbone.`` dropped; with
-    any ``backbone.*`` key present, only those are the backbone)."""
+def dino_backbone_state(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+    """A DINO backbone file's tensors under backbone-relative names, and how many other tensors it holds
+    (``module.`` dropped; with any ``backbone.*`` key present, only those are the backbone)."""
     plain = {k.removeprefix("module."): v for k, v in state.items()}
-    if any(k.startswith("backbone.") for k in plain):
-        return {k[len("backbone."):]: v for k, v in plain.items() if k.startswith("backbone.")}
-    return plain
+    if not any(k.startswith("backbone.") for k in plain):
+        return plain, 0
+    inside = {k[len("backbone."):]: v for k, v in plain.items() if k.startswith("backbone.")}
+    return inside, len(plain) - len(inside)
 
 
 def load_detr(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> InitReport:
