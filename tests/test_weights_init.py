@@ -34,7 +34,7 @@ from poserepro.weights import catalogue as cat
 from poserepro.weights.init import catalogue_rows, init_model, resolve_init, used_by
 from poserepro.weights.keymaps import HRNET_S_LAYERS
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, tiny_overrides
 
 MANIFESTS = FIXTURES / "official-state-dict-keys"
 pytestmark = pytest.mark.skipif(not MANIFESTS.is_dir(), reason="official key manifests not available")
@@ -333,3 +333,17 @@ def test_hrnet_without_file_says_where_to_get_it(tmp_path: Path, monkeypatch: py
 def test_cli_train_refuses_init_and_weights_together() -> None:
     result = CliRunner().invoke(app, ["train", "transpose-r-smoke", "--init", "imagenet", "--weights", "x.pth"])
     assert result.exit_code != 0 and "not both" in result.output
+
+
+def test_cli_train_init_records_the_report(tiny_synth: Path, tmp_path: Path) -> None:
+    """``train --init dino:PATH`` goes through the loop: the report lands in meta.json."""
+    smoke = create_model("transpose_r_smoke")
+    torch.save({f"backbone.{k}": v for k, v in smoke.backbone.state_dict().items()}, tmp_path / "bb.pth")
+    sets = [x for o in tiny_overrides(tiny_synth) for x in ("--set", o)]
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "transpose-r-smoke", *sets, "--run-dir", str(run),
+                                      "--init", f"dino:{tmp_path / 'bb.pth'}"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["init"].startswith("loaded ") and "backbone tensors" in meta["init"] and "(dino)" in meta["init"]
+    assert "init: loaded" in result.output

@@ -75,6 +75,8 @@ def train_cmd(
     if main:
         console.print(f"[bold]train[/] {rec.name} ({rec.model.name}) → {run_dir}")
     result = run_training(rec, run_dir, resume, init or weights)
+    if main and result.init:
+        console.print(f"init: {result.init}")
     if main:
         console.print(f"done: {result.epochs} epochs, last loss {result.last_loss:.5f}, {result.seconds:.0f} s; "
                   f"checkpoint {result.checkpoint}")

@@ -47,6 +47,7 @@ class TrainResult:
     last_loss: float
     seconds: float
     best: dict[str, Any] | None = None      # {"metric", "value", "epoch"} with eval.every, else None
+    init: str | None = None                 # the starting point's one-line report (None: from scratch / resumed)
 
 
 @dataclass
@@ -272,4 +273,4 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
         dist.barrier()
     if dist.is_dist():
         best = dist.all_gather_objects(best)[0]
-    return TrainResult(run_dir, ckpt_path, epochs, last_loss, time.perf_counter() - t0, best)
+    return TrainResult(run_dir, ckpt_path, epochs, last_loss, time.perf_counter() - t0, best, init_report)
