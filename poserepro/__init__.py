@@ -9,8 +9,7 @@ import os as _os
 # its OpenMP runtime; a value the user exported wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: E402
 from .models.registry import create_model, list_models, register_model  # noqa: E402
 
 __all__ = ["__version__", "create_model", "list_models", "register_model"]

@@ -44,7 +44,9 @@ class ModelCfg:
 
     name: str = "transpose_r_a4"
     args: dict[str, Any] = field(default_factory=dict)
-    weights: str | None = None           # initial weights: a checkpoint path or official:NAME
+    weights: str | None = None           # initial weights (same grammar as init; wins over init when both are set)
+    init: str | None = None              # starting point: imagenet | detr:r50 | dino:PATH | official:NAME |
+    #                                      transfer:PATH | a file (poserepro.weights.init); None = from scratch
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "poserepro"
 
 #: bottom to top; a module may import from a lower layer, or from inside its own top-level package
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors",),
+    ("errors", "_version"),
     ("io",),
     ("geometry", "keypoints"),
     ("recipes",),

@@ -51,7 +51,7 @@ def mpii_root(tmp_path: Path) -> Path:
 
 def _recipe(root: Path, stem: str = "transpose-r-a4-mpii", extra: list[str] | None = None):  # noqa: ANN202
     return load_recipe(stem, [
-        "model.name=transpose_r_smoke", "model.args={dropout: 0.0}", f"data.root={root}",
+        "model.name=transpose_r_smoke", "model.args={dropout: 0.0}", "model.init=null", f"data.root={root}",
         "data.input_size=[64, 64]", "data.heatmap_size=[16, 16]", "data.sigma=1.5", "data.workers=0",
         "train.batch_size=4", "train.device=cpu", "schedule.epochs=1", "eval.batch_size=8", "eval.blur_kernel=3",
         *(extra or []),

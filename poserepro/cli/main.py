@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from . import data as data_cli
+from . import weights as weights_cli
 from .ablate import ablate_cmd
 from .bench import bench as bench_cmd
 from .common import STATE, App, console, handle_errors
@@ -42,7 +43,7 @@ def _root(
 
 def _print_version(show: bool) -> None:
     if show:
-        from .. import __version__
+        from .._version import __version__
 
         console.print(f"poserepro {__version__}")
         raise typer.Exit(0)
@@ -95,6 +96,7 @@ app.command("explain")(explain_cmd)
 app.command("report")(report_cmd)
 app.command("bench")(bench_cmd)
 app.command("convert")(convert_cmd)
+app.add_typer(weights_cli.app, name="weights", help="Starting-point weights: list the catalogue, fetch a file.")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from ..errors import PoseReproError
 from ..recipes import load_recipe
+from ..weights.catalogue import MIRROR_ENV
 from .common import console, handle_errors, latest_run, new_run_dir
 
 
@@ -50,9 +51,20 @@ def train_cmd(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")] = None,
     resume: Annotated[bool, typer.Option(help="Resume the latest run of this recipe (or --run-dir).")] = False,
     run_dir: Annotated[Path | None, typer.Option(help="Run directory (default runs/<recipe>/<time>).")] = None,
-    weights: Annotated[str | None, typer.Option(help="Initial weights (checkpoint path).")] = None,
+    weights: Annotated[str | None, typer.Option(help="Initial weights (checkpoint path; same grammar as --init).")]
+    = None,
+    init: Annotated[str | None, typer.Option(
+        "--init", help="Starting point (overrides model.init): imagenet, detr:r50|r101, dino:PATH, official:NAME, "
+        "transfer:PATH or a file; see `poserepro weights list`.")] = None,
+    mirror: Annotated[str | None, typer.Option(
+        help="Download starting-point files from this host (keeps the official paths; $POSEREPRO_WEIGHTS_MIRROR).")]
+    = None,
 ) -> None:
     """Train a recipe; checkpoints every epoch, logs JSON lines, writes the resolved recipe into the run dir."""
+    if init and weights:
+        raise PoseReproError("give --init or --weights, not both (they take the same strings)")
+    if mirror:
+        os.environ[MIRROR_ENV] = mirror  # read by the downloader in this process and in torchrun's workers
     rec = load_recipe(recipe, set_ or [])
     if resume and run_dir is None:
         run_dir = latest_run(rec.name)
@@ -62,7 +74,9 @@ def train_cmd(
     main = os.environ.get("RANK", "0") == "0"
     if main:
         console.print(f"[bold]train[/] {rec.name} ({rec.model.name}) → {run_dir}")
-    result = run_training(rec, run_dir, resume, weights)
+    result = run_training(rec, run_dir, resume, init or weights)
+    if main and result.init:
+        console.print(f"init: {result.init}")
     if main:
         console.print(f"done: {result.epochs} epochs, last loss {result.last_loss:.5f}, {result.seconds:.0f} s; "
                   f"checkpoint {result.checkpoint}")

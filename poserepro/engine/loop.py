@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ..families import Criterion, ModelFamily, ProgressFn, family_of
 from ..io import atomic_write_json, atomic_write_text
 from ..recipes import Recipe
-from ..weights.state import load_for_transfer, load_model_weights
+from ..weights.init import init_model
 from . import dist
 from .build import amp_context, build_model, seed_everything, to_channels_last, to_device, with_device
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -47,6 +47,7 @@ class TrainResult:
     last_loss: float
     seconds: float
     best: dict[str, Any] | None = None      # {"metric", "value", "epoch"} with eval.every, else None
+    init: str | None = None                 # the starting point's one-line report (None: from scratch / resumed)
 
 
 @dataclass
@@ -74,13 +75,12 @@ class EpochStats:
         return {k: v / max(self.steps, 1) for k, v in self.part_sums.items()}
 
 
-def load_initial_weights(model: nn.Module, weights: str) -> None:
-    """``model.weights`` / ``--weights``: a checkpoint (strict), or ``transfer:PATH`` = a checkpoint of another
-    joint set (COCO → MPII): everything but ``head.final_layer``, which is re-initialised (FACTS §5.4)."""
-    if weights.startswith(TRANSFER_PREFIX):
-        load_for_transfer(model, weights[len(TRANSFER_PREFIX):], reinit=("head.final_layer",))
-    else:
-        load_model_weights(model, weights, strict=True)
+def load_initial_weights(model: nn.Module, weights: str) -> str:
+    """``--init`` / ``--weights`` / ``model.weights`` / ``model.init``: a starting point in the grammar of
+    :mod:`poserepro.weights.init` (``imagenet``, ``detr:r50``, ``dino:PATH``, ``official:NAME``, ``transfer:PATH``
+    = a checkpoint of another joint set with ``head.final_layer`` re-initialised (FACTS §5.4), or a checkpoint).
+    Returns the one-line report."""
+    return init_model(model, weights)
 
 
 def train_one_epoch(
@@ -184,9 +184,14 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
         collate_fn=getattr(dataset, "collate", None),  # fast pipeline: pads cached windows; e2e: per-image targets
     )
 
-    weights = init_weights or recipe.model.weights
+    weights = init_weights or recipe.model.weights or recipe.model.init
+    init_report = None
     if weights and not resume:
-        load_initial_weights(model, weights)
+        if dist.is_dist() and not dist.is_main():
+            dist.barrier()  # rank 0 downloads the file first
+        init_report = load_initial_weights(model, weights)
+        if dist.is_dist() and dist.is_main():
+            dist.barrier()
     if recipe.train.sync_bn and world > 1:
         model = dist.convert_sync_batchnorm(model, recipe.train.device)  # CPU: gloo-capable SyncBN
     model.to(device)
@@ -224,7 +229,8 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         meta = {"recipe": recipe.name, "model": recipe.model.name, "world_size": world, **environment(),
-                "params": sum(p.numel() for p in model.parameters()), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                "params": sum(p.numel() for p in model.parameters()), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "init": init_report}
         atomic_write_json(run_dir / "meta.json", meta)
 
     t0 = time.perf_counter()
@@ -268,4 +274,4 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
         dist.barrier()
     if dist.is_dist():
         best = dist.all_gather_objects(best)[0]
-    return TrainResult(run_dir, ckpt_path, epochs, last_loss, time.perf_counter() - t0, best)
+    return TrainResult(run_dir, ckpt_path, epochs, last_loss, time.perf_counter() - t0, best, init_report)

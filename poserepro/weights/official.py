@@ -161,6 +161,12 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file (``torch.load(weights_only=True)``; a ``state_dict`` or ``model`` entry is
+    unwrapped); a missing, corrupt or foreign file raises a one-line :class:`CheckpointError`."""
+    return _read_state_dict(path)
+
+
 def fetch_weights(spec: str, cache_dir: Path | None = None) -> Path:
     """A local path for ``spec``: ``official:NAME`` or an ``http(s)://`` URL is downloaded (resumable) into the
     cache; anything else is taken as a path."""

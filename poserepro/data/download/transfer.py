@@ -73,12 +73,19 @@ def file_digests(path: Path, *, progress: ProgressFn | None = None, chunk: int =
     return hashes.result()
 
 
-def _mismatch(got: dict[str, Any], size: int | None, sha256: str | None, md5: str | None) -> str | None:
-    """Human description of the first difference between ``got`` and the expectations, else ``None``."""
+def _mismatch(got: dict[str, Any], size: int | None, sha256: str | None, md5: str | None,
+              sha256_prefix: str | None = None) -> str | None:
+    """Human description of the first difference between ``got`` and the expectations, else ``None``.
+
+    ``sha256_prefix``: the leading hex digits of the sha256 when only those are published (torch.hub-style file
+    names such as ``resnet50-19c8e357.pth``).
+    """
     if size is not None and got["size"] != size:
         return f"expected {size} bytes, got {got['size']}"
     if sha256 and got["sha256"] != sha256.lower():
         return f"expected sha256 {sha256.lower()}, got {got['sha256']}"
+    if sha256_prefix and not got["sha256"].startswith(sha256_prefix.lower()):
+        return f"expected a sha256 starting {sha256_prefix.lower()}, got {got['sha256']}"
     if md5 and got["md5"] != md5.lower():
         return f"expected md5 {md5.lower()}, got {got['md5']}"
     return None
@@ -134,6 +141,7 @@ class _Job:
     chunk: int
     progress: ProgressFn | None
     timeout: float
+    sha256_prefix: str | None = None
 
 
 def download_file(
@@ -147,6 +155,7 @@ def download_file(
     chunk: int = 1 << 20,
     timeout: float = 30,
     digests: dict[str, Any] | None = None,
+    sha256_prefix: str | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` resumably and verify it; return ``dest``.
 
@@ -165,6 +174,7 @@ def download_file(
         chunk: read size in bytes.
         timeout: socket timeout in seconds for connect and each read.
         digests: if given, filled with ``{"size", "sha256", "md5"}`` of the final file.
+        sha256_prefix: leading hex digits the sha256 must start with (when only a prefix is published).
     """
     dest = Path(dest)
     if not url.lower().startswith(("http://", "https://")):
@@ -173,7 +183,7 @@ def download_file(
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
     corrupt = _corrupt_path(dest)
-    job = _Job(url, _part_path(dest), dest.name, size, chunk, progress, timeout)
+    job = _Job(url, _part_path(dest), dest.name, size, chunk, progress, timeout, sha256_prefix)
 
     got = _existing_digests(dest, corrupt, job, sha256, md5) if dest.exists() else None
     if got is None:
@@ -189,7 +199,7 @@ def _existing_digests(
 ) -> dict[str, Any] | None:
     """Digests of an existing ``dest`` that verifies; one that does not is moved to ``corrupt`` (``None``)."""
     got = file_digests(dest, progress=job.progress, chunk=job.chunk)
-    if _mismatch(got, job.size, sha256, md5) is None:
+    if _mismatch(got, job.size, sha256, md5, job.sha256_prefix) is None:
         return got
     os.replace(dest, corrupt)
     return None
@@ -282,7 +292,7 @@ def _verify_part(
         hashes = _Hashes()
         _hash_into(job.part, hashes, job.chunk, job.progress, job.label, job.size)
     got = hashes.result()
-    problem = _mismatch(got, job.size, sha256, md5)
+    problem = _mismatch(got, job.size, sha256, md5, job.sha256_prefix)
     if problem is not None:
         os.replace(job.part, corrupt)
         raise ChecksumMismatch(
