@@ -97,5 +97,9 @@ def test_ap_does_not_regress(recipe: str, ci_runs: dict[str, CIRun | BaseExcepti
     run = ci_runs[recipe]
     if isinstance(run, BaseException):
         raise run
+    for (r, metric), row in REFS.items():  # shown with pytest -s: the measured value beside the reference
+        if r == recipe:
+            print(f"CI {recipe} {metric}: {run.trained[metric]:.4f} (reference {float(row['reference']):.4f}, "
+                  f"tolerance {row['tolerance']}, {run.train_seconds:.0f} s)")
     failures = [msg for (r, metric), row in REFS.items() if r == recipe and (msg := check(row, run.trained[metric]))]
     assert not failures, "; ".join(failures)
