@@ -13,7 +13,8 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,22 @@ def read_json(path: str | Path, what: str = "JSON file", missing: str = "check t
         raise error(f"{what} {p} is not valid JSON (line {e.lineno}: {e.msg}); re-download or regenerate it") from None
     except (OSError, UnicodeDecodeError) as e:
         raise error(f"{what} {p} cannot be read ({type(e).__name__}: {e}); re-download or regenerate it") from None
+
+
+@contextmanager
+def locked(path: str | Path, timeout: float = 120.0) -> Iterator[None]:
+    """Hold an inter-process lock on ``path`` (a ``PATH.lock`` file beside it) for a read-modify-write, so that
+    concurrent writers (sweeps, several evals) never lose each other's rows."""
+    from filelock import FileLock, Timeout
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(p) + ".lock", timeout=timeout):
+            yield
+    except Timeout:
+        raise PoseReproError(f"{p} stayed locked by another poserepro process for {timeout:.0f} s; "
+                             f"if none is running, delete {p}.lock") from None
 
 
 def atomic_torch_save(path: str | Path, obj: Any) -> None:

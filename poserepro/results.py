@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .io import atomic_write_text
+from .io import atomic_write_text, locked
 
 if TYPE_CHECKING:
     from .recipes import Recipe
@@ -67,6 +67,12 @@ def append_rows(path: str | Path, rows: list[dict[str, Any]], columns: tuple[str
         extra = set(r) - set(columns)
         if extra:
             raise ValueError(f"unknown result columns {sorted(extra)}")
+    with locked(path):
+        _append_locked(path, rows, columns)
+    return path
+
+
+def _append_locked(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
     old = path.read_text() if path.is_file() else ""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
@@ -77,7 +83,6 @@ def append_rows(path: str | Path, rows: list[dict[str, Any]], columns: tuple[str
     if old and not old.endswith("\n"):
         old += "\n"
     atomic_write_text(path, old + buf.getvalue())
-    return path
 
 
 def _fmt(v: Any) -> Any:

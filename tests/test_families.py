@@ -220,3 +220,17 @@ def test_cli_train_on_a_missing_device_is_one_line(tiny_synth: Path, tmp_path: P
     r = CliRunner().invoke(app, args)
     assert r.exit_code != 0 and "no CUDA device" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "run" / "checkpoint.pth").exists()
+
+
+def test_resume_after_a_kill_leaves_one_log_line_per_epoch_and_no_temp_files(tiny_synth: Path, tmp_path: Path,
+                                                                              one_thread) -> None:
+    over = [*tiny_overrides(tiny_synth, epochs=2), "train.max_steps_per_epoch=1"]
+    run = tmp_path / "run"
+    train(load_recipe("transpose-r-smoke", [*over, "schedule.epochs=1"]), run)
+    # what a kill -9 leaves: a temp file of an interrupted save, and a logged epoch without its checkpoint
+    (run / ".checkpoint.pth.abc123.tmp").write_bytes(b"partial")
+    with (run / "log.jsonl").open("a") as f:
+        f.write(json.dumps({"epoch": 1, "loss": 9.9}) + "\n" + '{"epoch": 2, "lo')
+    train(load_recipe("transpose-r-smoke", over), run, resume=True)
+    assert [r["epoch"] for r in _log(run)] == [0, 1] and _log(run)[1]["loss"] != 9.9
+    assert not list(run.glob(".*.tmp"))

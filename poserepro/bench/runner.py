@@ -188,9 +188,17 @@ def _fmt(v: Any) -> str:
 def write_rows(path: str | Path, rows: list[dict[str, Any]]) -> Path:
     """Merge ``rows`` into the CSV at ``path``: rows with the same (model, recipe, input_size, batch) are
     replaced, the rest kept; sorted by model, input size and batch; written atomically."""
-    from ..io import atomic_write_text
+    from ..io import locked
 
     path = Path(path)
+    with locked(path):
+        _merge_locked(path, rows)
+    return path
+
+
+def _merge_locked(path: Path, rows: list[dict[str, Any]]) -> None:
+    from ..io import atomic_write_text
+
     old: list[dict[str, str]] = []
     if path.is_file():
         with open(path, newline="") as fh:
@@ -206,4 +214,3 @@ def write_rows(path: str | Path, rows: list[dict[str, Any]]) -> Path:
     w.writerows(merged)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, buf.getvalue())
-    return path

@@ -152,6 +152,26 @@ def _validate(model: nn.Module, recipe: Recipe, run_dir: Path, device: torch.dev
     return float(res.metrics[key])
 
 
+def _tidy_run_dir(run_dir: Path, start_epoch: int) -> None:
+    """After a kill: drop the temporary files of interrupted atomic writes, and the ``log.jsonl`` records of
+    epochs the checkpoint does not hold (an epoch is logged just before its checkpoint is saved), so that a
+    resumed run's log has each epoch once."""
+    for tmp in run_dir.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    log = run_dir / "log.jsonl"
+    if not log.is_file():
+        return
+    kept = []
+    for line in log.read_text().splitlines():
+        try:
+            epoch = int(json.loads(line)["epoch"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut by the kill
+        if epoch < start_epoch:
+            kept.append(line)
+    atomic_write_text(log, "".join(f"{line}\n" for line in kept))
+
+
 def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: ProgressFn | None = None,
           init_weights: str | None = None) -> TrainResult:
     """Train ``recipe`` into ``run_dir`` (``checkpoint.pth``, ``log.jsonl``, ``recipe.yaml``, ``meta.json``,
@@ -227,6 +247,7 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
 
     if dist.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
+        _tidy_run_dir(run_dir, start_epoch)
         atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         meta = {"recipe": recipe.name, "model": recipe.model.name, "world_size": world, **environment(),
                 "params": sum(p.numel() for p in model.parameters()), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
