@@ -26,6 +26,7 @@ from poserepro.cli.common import App
 from poserepro.data.datasets_catalog import DEFAULT_PARTS, get_entries
 from poserepro.data.download import ProgressFn, download_dataset
 from poserepro.data.verify import verify_dataset
+from poserepro.errors import PoseReproError
 
 app = App(
     help="Download, verify and prepare datasets (COCO 2017, MPII).",
@@ -157,6 +158,9 @@ def verify(
     console.print(table)
     if any(r.status == "corrupt" for r in rows):
         raise typer.Exit(code=1)
+    if rows and all(r.status == "missing" for r in rows):
+        raise PoseReproError(f"nothing of {name.value} under {root / name.value}: download it with "
+                             f"`poserepro data download {name.value} --root {root}` (or pass the right --root)")
 
 
 # The `synth` command (synthetic benchmark set) is added here by the lead.

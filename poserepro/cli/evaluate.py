@@ -83,6 +83,8 @@ def eval_cmd(
     from ..results import append_rows, tidy_rows
     from ..weights.state import load_model_weights
 
+    if split not in ("val", "test-dev", "test", "train"):
+        raise PoseReproError(f"unknown split {split!r}: use val, test-dev (COCO; MPII: test) or train")
     rec, run = resolve_target(target)
     if set_:
         rec = recipe_from_dict(apply_overrides(rec.to_dict(), set_), rec.name)

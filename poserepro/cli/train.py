@@ -70,6 +70,8 @@ def train_cmd(
         run_dir = latest_run(rec.name)
         if run_dir is None:
             raise PoseReproError(f"nothing to resume: no run of {rec.name!r} under runs/; start without --resume")
+    if resume and not (run_dir / "checkpoint.pth").is_file():
+        raise PoseReproError(f"nothing to resume in {run_dir}: it holds no checkpoint.pth; start without --resume")
     run_dir = run_dir or new_run_dir(rec.name)
     main = os.environ.get("RANK", "0") == "0"
     if main:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower():
+        if "weights only" in str(e).lower() and zipfile.is_zipfile(path):
             raise CheckpointError(
                 f"weights file {path} holds Python objects besides tensors; refusing to unpickle it "
                 "(torch.load weights_only=True): re-save its state_dict"
