@@ -20,7 +20,8 @@ import yaml
 from .errors import RecipeError, UnknownNameError, suggest
 from .keypoints import KeypointSpec, load_layout
 
-RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
+# The checkout's recipes/ (poserepro/_recipes links to it); an installed wheel carries a copy as package data.
+RECIPE_DIR = Path(__file__).parent / "_recipes"
 
 
 @dataclass(frozen=True)
