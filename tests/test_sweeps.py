@@ -133,3 +133,20 @@ def test_one_cell_of_every_sweep_trains_and_evaluates(tiny_synth: Path, tmp_path
               out_csv=results / "ablation_resolution_smoke.csv", log=lines.append, only=["learnable-test512x384"])
     assert any("already evaluated" in ln for ln in lines), lines
     assert "256x192" in (results / "ablation_resolution_smoke.csv").read_text()
+    # the trained learnable-PE model evaluates and explains at other sizes from the command line too
+    cell = next(c for c in plan(SWEEPS["resolution"], True, sets, tmp_path / "runs")
+                if c.variant.name == "learnable-test512x384")
+    size = ["--set", "data.input_size=[48, 64]", "--set", "data.heatmap_size=[12, 16]"]
+    r = runner.invoke(app, ["eval", str(cell.run_dir), *size, "--no-record"])
+    assert r.exit_code == 0 and "AP" in r.output, r.output
+    r = runner.invoke(app, ["explain", str(cell.run_dir), *size, "--out", str(tmp_path / "dep.png")])
+    assert r.exit_code == 0 and (tmp_path / "dep.png").is_file(), r.output
+    # the README block: budget, seconds, the sweep's table and its figure
+    from poserepro.report import update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- report:ablations -->\n<!-- /report:ablations -->\n")
+    update_readme(readme, results)
+    text = readme.read_text()
+    assert "budget 1 ep x 24 img" in text and "s training" in text and "![ablation_resolution_smoke]" in text
+    assert "Produced by `poserepro ablate resolution --smoke" in text

@@ -23,7 +23,7 @@ def latest_cells(sweep: Sweep, csv_path: Path) -> list[dict[str, Any]]:
         rec = by.setdefault(r["variant"], {"name": r["variant"]})
         rec.update(series=r.get("series", ""), model=r["model"], input=r["input_size"], boxes=r["boxes"],
                    flip=r["flip"], budget=r.get("budget", ""), train_s=r.get("train_seconds", ""),
-                   run_dir=r.get("run_dir", ""))
+                   run_dir=r.get("run_dir", ""), command=r.get("command", ""))
         if r["metric"] in ("AP", "params_M"):
             rec[r["metric"]] = float(r["value"])
             rec[f"paper_{r['metric']}"] = float(r["paper_value"]) if r["paper_value"] not in ("", None) else None
@@ -82,6 +82,9 @@ def markdown(sweep: Sweep, csv_path: Path) -> str:
     if cells:
         lines += ["", f"Budget: {cells[0]['budget']}. Direction against the paper: "
                   + (f"disagrees for {', '.join(wrong)}." if wrong else "no cell disagrees.")]
+        commands = sorted({c["command"] for c in cells if c.get("command")})
+        if commands:
+            lines += ["", "Produced by " + "; ".join(f"`{c}`" for c in commands) + "."]
     if sweep.notes:
         lines += ["", sweep.notes]
     return "\n".join(lines) + "\n"
@@ -96,10 +99,14 @@ def _bars(ax: Any, cells: list[dict[str, Any]]) -> None:
 
 
 def _lines(ax: Any, cells: list[dict[str, Any]]) -> None:
-    series = list(dict.fromkeys(c.get("series", "") for c in cells))
-    for s in series:
-        pts = [c for c in cells if c.get("series", "") == s]
-        ax.plot([c["input"] for c in pts], [c["AP"] for c in pts], marker="o", label=s or "ours")
+    def height(size: str) -> int:
+        return int(str(size).split("x")[0])
+
+    for s in dict.fromkeys(c.get("series", "") for c in cells):
+        pts = sorted((height(c["input"]), c["AP"]) for c in cells if c.get("series", "") == s)
+        ax.plot(*zip(*pts), marker="o", label=s or "ours")
+    sizes = sorted({c["input"] for c in cells}, key=height)
+    ax.set_xticks([height(x) for x in sizes], sizes)
     ax.set_xlabel("test input size (h x w)")
 
 

@@ -23,8 +23,16 @@ from .plan import Cell, budget, plan
 ABLATION_COLUMNS = (
     "recipe", "variant", "series", "model", "paper", "table_ref", "dataset", "split", "input_size", "boxes", "flip",
     "metric", "value", "paper_value", "params", "gflops", "device", "git_sha", "torch", "timestamp", "seed", "run_dir",
-    "sweep", "cell_key", "budget", "train_seconds", "eval_seconds", "note",
+    "sweep", "cell_key", "budget", "train_seconds", "eval_seconds", "note", "command",
 )
+
+
+def sweep_command(name: str, smoke: bool, extra: list[str]) -> str:
+    """The ``poserepro ablate`` command line that produces a sweep's rows (recorded in every row)."""
+    import shlex
+
+    return " ".join(["poserepro", "ablate", name, *(["--smoke"] if smoke else []),
+                     *(f"--set {shlex.quote(o)}" for o in extra)])
 
 
 def _finished(run_dir: Path, epochs: int) -> bool:
@@ -65,7 +73,7 @@ def _done_keys(csv_path: Path) -> set[str]:
 
 
 def _rows(cell: Cell, metrics: dict[str, float], model: torch.nn.Module, smoke: bool, t_train: float,
-          t_eval: float) -> list[dict[str, Any]]:
+          t_eval: float, command: str) -> list[dict[str, Any]]:
     from ..results import tidy_rows
 
     rec = cell.eval_recipe
@@ -86,7 +94,8 @@ def _rows(cell: Cell, metrics: dict[str, float], model: torch.nn.Module, smoke: 
         out.append({**r, "variant": v.name, "series": v.series, "table_ref": get_sweep(cell.sweep).paper_ref,
                     "paper_value": paper, "sweep": cell.sweep, "cell_key": cell.cell_key,
                     "budget": budget(cell.train_recipe), "train_seconds": t_train, "eval_seconds": round(t_eval, 1),
-                    "note": v.note + (" (paper value on COCO; ours on the synthetic benchmark)" if smoke else "")})
+                    "note": v.note + (" (paper value on COCO; ours on the synthetic benchmark)" if smoke else ""),
+                    "command": command})
     return out
 
 
@@ -143,7 +152,8 @@ def run_sweep(
         with torch.inference_mode():
             res = evaluate(model, cell.eval_recipe, cell.run_dir, split="val", results_name=f"results_{v.name}.json")
         log(f"[{v.name}] AP {res.metrics.get('AP', float('nan')):.4f}")
-        rows = _rows(cell, res.metrics, model, smoke, train_seconds(cell.run_dir), time.perf_counter() - t0)
+        rows = _rows(cell, res.metrics, model, smoke, train_seconds(cell.run_dir), time.perf_counter() - t0,
+                     sweep_command(name, smoke, list(extra_overrides or [])))
         append_rows(out_csv, rows, ABLATION_COLUMNS)
         all_rows += rows
     if outputs and out_csv.is_file():
