@@ -88,6 +88,15 @@ def test_a_bad_override_is_a_one_line_error_naming_sweep_cell_and_key(monkeypatc
     assert [ln for ln in r.output.splitlines() if ln.startswith("error:")] == [r.output.strip().splitlines()[-1]]
 
 
+def test_paper_scale_without_the_data_says_so_in_one_line(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["ablate", "pos-embed", "--cell", "sine", "--set", f"data.root={tmp_path / 'coco'}"])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    errors = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "needs coco" in errors[0] and "--smoke" in errors[0], r.output
+    bad = runner.invoke(app, ["ablate", "pos-embed", "--smoke", "--cell", "sin"])
+    assert bad.exit_code != 0 and "has no cell 'sin'" in bad.output
+
+
 @pytest.mark.parametrize("pe", ["sine", "learnable"])
 def test_checkpoint_loads_at_another_input_size(tmp_path: Path, pe: str) -> None:
     trained = create_model("transpose_r_smoke", input_size=(96, 128), pos_embed=pe).eval()

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import PoseReproError
 
@@ -31,12 +32,12 @@ def handle_errors(fn: F) -> F:
         except PoseReproError as e:
             if STATE["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except FloatingPointError as e:
             if STATE["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
             raise typer.Exit(3) from None
         except KeyboardInterrupt:
             err_console.print("[bold red]interrupted[/]: the last completed checkpoint is kept; resume with --resume")

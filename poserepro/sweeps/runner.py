@@ -53,6 +53,16 @@ def train_seconds(run_dir: Path) -> float:
     return round(sum(per_epoch.values()), 1)
 
 
+def trained_params(model: torch.nn.Module, checkpoint: Path) -> int:
+    """Parameters of the model as trained (a learnable position table counts at its training grid, not at the
+    test grid it was resized to)."""
+    from ..io import load_torch
+    from ..weights.fit import model_state_from
+
+    state = model_state_from(load_torch(checkpoint))
+    return sum(int(state[k].numel()) if k in state else p.numel() for k, p in model.named_parameters())
+
+
 def _check_data(sweep: Sweep, cells: list[Cell], smoke: bool) -> None:
     """At paper scale the datasets must be there: one line saying so (and what to run) otherwise."""
     if smoke:
@@ -79,7 +89,7 @@ def _rows(cell: Cell, metrics: dict[str, float], model: torch.nn.Module, smoke: 
     rec = cell.eval_recipe
     assert rec is not None and cell.train_recipe is not None
     v = cell.variant
-    params = sum(p.numel() for p in model.parameters())
+    params = trained_params(model, cell.run_dir / "checkpoint.pth")
     rows = tidy_rows(rec, metrics, "val", "gt" if rec.eval.use_gt_boxes else "detected", rec.eval.flip,
                      cell.run_dir, params)
     if rows:
