@@ -64,6 +64,9 @@ def test_cells_sharing_a_model_train_once() -> None:
     assert len({c.train_key for c in cells}) == 4 and len(cells) == 16
     prtr = plan(SWEEPS["prtr-inference"], False, [])
     assert len({c.train_key for c in prtr}) == 1 and len({c.cell_key for c in prtr}) == 8
+    # across sweeps too: the resolution study reuses the models of pos-embed
+    pos = {c.run_dir for c in plan(SWEEPS["pos-embed"], True, [])}
+    assert pos <= {c.run_dir for c in cells}
 
 
 def test_every_smoke_cell_builds_its_model() -> None:

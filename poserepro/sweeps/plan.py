@@ -87,7 +87,8 @@ def plan(sweep: Sweep, smoke: bool, extra: list[str], runs_root: Path = Path("ru
         ev = v.smoke_eval if (smoke and v.smoke_eval is not None) else v.eval_overrides
         train_over, eval_over = (*own, *extra), tuple(ev)
         key = _digest([base, *train_over])
-        run_dir = runs_root / "ablate" / sweep.name / f"{'smoke-' if smoke else ''}{key}"
+        # keyed by the training settings only: sweeps that train the same model (pos-embed, resolution) share it
+        run_dir = runs_root / "ablate" / f"{'smoke-' if smoke else ''}{key}"
         skip = v.needs or (v.smoke_skip if smoke else None)
         rec_train = rec_eval = None
         if skip is None:
