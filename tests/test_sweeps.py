@@ -162,3 +162,20 @@ def test_one_cell_of_every_sweep_trains_and_evaluates(tiny_synth: Path, tmp_path
     text = readme.read_text()
     assert "budget 1 ep x 24 img" in text and "s training" in text and "![ablation_resolution_smoke]" in text
     assert "Produced by `poserepro ablate resolution --smoke" in text
+
+
+def test_markdown_flags_effects_against_the_papers_direction(tmp_path: Path) -> None:
+    from poserepro.results import append_rows
+    from poserepro.sweeps.outputs import markdown, write_outputs
+    from poserepro.sweeps.runner import ABLATION_COLUMNS
+
+    csv = tmp_path / "ablation_pos-embed_smoke.csv"
+    ours = {"none": 0.30, "learnable": 0.35, "sine": 0.25}   # sine below none: against the paper (71.7 > 70.4)
+    paper = {"none": 0.704, "learnable": 0.709, "sine": 0.717}
+    append_rows(csv, [{"variant": v, "metric": "AP", "value": ap, "paper_value": paper[v], "model": "m",
+                       "input_size": "128x96", "boxes": "detected", "flip": True, "budget": "1 ep", "command": "c"}
+                      for v, ap in ours.items()], ABLATION_COLUMNS)
+    text = markdown(SWEEPS["pos-embed"], csv)
+    assert "| learnable |" in text and "agrees (vs none)" in text and "disagrees for sine" in text
+    md, png = write_outputs(SWEEPS["pos-embed"], csv)
+    assert md.read_text() == text and png.read_bytes()[:4] == b"\x89PNG"
