@@ -129,7 +129,10 @@ def _curves(ax: Any, cells: list[dict[str, Any]]) -> None:
     for c in cells:
         pts = val_curve(c["run_dir"])
         if pts:
-            ax.plot(*zip(*pts), marker="o", markersize=3, label=c["name"])
+            line = ax.plot(*zip(*pts), marker="o", markersize=3, label=f"{c['name']} (ours)")[0]
+            if c.get("paper_AP") is not None:  # the paper's final AP of the cell, for the gap's direction
+                ax.axhline(c["paper_AP"], color=line.get_color(), ls="--", lw=1, label=f"{c['name']} (paper, final)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epoch")
 
 
