@@ -56,9 +56,11 @@ def ci_table(root: Path = RESULTS_DIR) -> str:
     if not f.is_file():
         return "_(run `python scripts/ci_reference.py`)_"
     df = pd.read_csv(f)
-    return "From `results/ci_reference.csv` (`python scripts/ci_reference.py`).\n\n" + _md(
-        df[["recipe", "metric", "budget", "untrained", "reference", "spread_lo", "spread_hi", "tolerance", "planted",
-            "train_seconds"]])
+    cols = ["recipe", "metric", "budget", "untrained", "reference", "spread_lo", "spread_hi", "tolerance", "planted",
+            "train_seconds"]
+    if not set(cols) <= set(df.columns):  # a file of the previous layout: show what it holds
+        cols = list(df.columns)
+    return "From `results/ci_reference.csv` (`python scripts/ci_reference.py`).\n\n" + _md(df[cols])
 
 
 def evaluations_table(root: Path = RESULTS_DIR) -> str:
