@@ -144,7 +144,8 @@ def figure(sweep: Sweep, csv_path: Path, out_png: Path) -> Path:
     import matplotlib.pyplot as plt
 
     cells = latest_cells(sweep, csv_path)
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(cells) + 2), 3.8))
+    width = max(5.0, 0.7 * len(cells) + 2) if sweep.figure == "bars" else 7.0
+    fig, ax = plt.subplots(figsize=(width, 3.8))
     {"bars": _bars, "lines": _lines, "curves": _curves}[sweep.figure](ax, cells)
     ax.set_ylabel("val AP")
     ax.set_title(f"{sweep.name} ({csv_path.stem})", fontsize=9)
