@@ -135,6 +135,8 @@ class TrainCfg:
     threads: int | None = None
     max_steps_per_epoch: int | None = None
     loss: Literal["mse", "sinkhorn"] = "mse"
+    sinkhorn_eps: float = 0.05           # loss=sinkhorn: entropic regularisation ε (BTranspose §4.2: 0.05)
+    sinkhorn_iters: int = 3              # loss=sinkhorn: Sinkhorn iterations n (BTranspose §4.2: 3)
     sync_bn: bool = False
 
 

@@ -56,9 +56,11 @@ def ci_table(root: Path = RESULTS_DIR) -> str:
     if not f.is_file():
         return "_(run `python scripts/ci_reference.py`)_"
     df = pd.read_csv(f)
-    return "From `results/ci_reference.csv` (`python scripts/ci_reference.py`).\n\n" + _md(
-        df[["recipe", "metric", "budget", "untrained", "reference", "spread_lo", "spread_hi", "tolerance", "planted",
-            "train_seconds"]])
+    cols = ["recipe", "metric", "budget", "untrained", "reference", "spread_lo", "spread_hi", "tolerance", "planted",
+            "train_seconds"]
+    if not set(cols) <= set(df.columns):  # a file of the previous layout: show what it holds
+        cols = list(df.columns)
+    return "From `results/ci_reference.csv` (`python scripts/ci_reference.py`).\n\n" + _md(df[cols])
 
 
 def evaluations_table(root: Path = RESULTS_DIR) -> str:
@@ -74,14 +76,33 @@ def evaluations_table(root: Path = RESULTS_DIR) -> str:
     return "From `results/evaluations.csv`.\n\n" + _md(piv)
 
 
+def _sweep_seconds(df: pd.DataFrame) -> tuple[float, float]:
+    """(training seconds, counted once per trained model; evaluation seconds) of one ablation CSV."""
+    train = df.drop_duplicates("run_dir")["train_seconds"] if "train_seconds" in df else pd.Series(dtype=float)
+    ev = df.drop_duplicates("cell_key")["eval_seconds"] if "eval_seconds" in df else pd.Series(dtype=float)
+    return float(pd.to_numeric(train, errors="coerce").sum()), float(pd.to_numeric(ev, errors="coerce").sum())
+
+
 def ablations_table(root: Path = RESULTS_DIR) -> str:
-    """AP per variant of every ablation CSV."""
+    """Every ablation CSV: its budget and seconds, the table the sweep wrote beside it (``ablation_*.md``: ours vs
+    paper per cell, the direction of each effect) and its figure; AP per cell where no markdown exists."""
     parts = []
     for f in sorted(root.glob("ablation_*.csv")):
         df = pd.read_csv(f)
-        df = df[df["metric"] == "AP"].drop_duplicates("variant", keep="last")
-        out = df[["variant", "model", "input_size", "value", "paper_value"]].rename(columns={"value": "AP"})
-        parts.append(f"`{f.name}` — {df['table_ref'].iloc[0] if len(df) else ''}\n\n" + _md(out.round(4)))
+        if df.empty:
+            continue
+        t_train, t_eval = _sweep_seconds(df)
+        budget = df["budget"].dropna().iloc[-1] if "budget" in df and df["budget"].notna().any() else "?"
+        head = f"`{f.name}` — budget {budget}; {t_train:.0f} s training + {t_eval:.0f} s evaluation"
+        md, png = f.with_suffix(".md"), f.with_suffix(".png")
+        if md.is_file():
+            body = md.read_text().strip()
+        else:
+            ap = df[df["metric"] == "AP"].drop_duplicates("variant", keep="last")
+            body = f"{ap['table_ref'].iloc[0] if len(ap) else ''}\n\n" + _md(
+                ap[["variant", "model", "input_size", "value", "paper_value"]].rename(columns={"value": "AP"}).round(4))
+        fig = f"\n\n![{f.stem}]({png.relative_to(root.parent)})" if png.is_file() else ""
+        parts.append(f"{head}\n\n{body}{fig}")
     return "\n\n".join(parts) or "_(run `poserepro ablate NAME --smoke`)_"
 
 

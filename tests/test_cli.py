@@ -155,7 +155,10 @@ def test_ablate_runs_a_sweep_and_resumes(tiny_synth: Path) -> None:
     csv = Path(__import__("os").environ["POSEREPRO_RESULTS"]) / "ablation_pos-embed_smoke.csv"
     rows = csv.read_text().splitlines()
     assert sum(",AP," in x for x in rows) == 3 and all(v in csv.read_text() for v in ("sine", "learnable", "none"))
-    # a second run finds the trained models instead of training again
+    assert all(f"[{v}]" in r.output for v in ("sine", "learnable", "none")), r.output  # labels are not markup
+    # a second run skips the finished cells; --redo evaluates them again and finds the trained models
     r = invoke("ablate", "pos-embed", "--smoke", *sets)
+    assert r.exit_code == 0 and r.output.count("already evaluated") == 3, r.output
+    r = invoke("ablate", "pos-embed", "--smoke", "--redo", *sets)
     assert r.exit_code == 0 and r.output.count("trained model found") == 3, r.output
     assert_one_line_error(invoke("ablate", "pos-embd"), "did you mean: pos-embed")

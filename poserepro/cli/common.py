@@ -53,7 +53,7 @@ def handle_errors(fn: F) -> F:
         except FloatingPointError as e:
             if STATE["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
             raise typer.Exit(3) from None
         except KeyboardInterrupt:
             err_console.print("[bold red]interrupted[/]: the last completed checkpoint is kept; resume with --resume")

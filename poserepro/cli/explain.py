@@ -21,6 +21,8 @@ def explain_cmd(
     kind: Annotated[str, typer.Option(help="dependency (what a keypoint attends to) | affected.")] = "dependency",
     threshold: Annotated[float, typer.Option(help="Zero out attention values at or below this.")] = 0.0,
     out: Annotated[Path, typer.Option(help="Output PNG.")] = Path("dependency_areas.png"),
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Recipe override section.key=value, e.g. "
+                                                   "data.input_size=[288,384] (PE tables are fitted).")] = None,
 ) -> None:
     """Draw the attention-based dependency (or affected) areas of each predicted keypoint, one row per layer."""
     import numpy as np
@@ -36,6 +38,10 @@ def explain_cmd(
     if kind not in ("dependency", "affected"):
         raise PoseReproError(f"--kind must be dependency or affected, got {kind!r}")
     rec, run = resolve_target(target)
+    if set_:
+        from ..recipes import apply_overrides, recipe_from_dict
+
+        rec = recipe_from_dict(apply_overrides(rec.to_dict(), set_), rec.name)
     w = weights or (str(run / "checkpoint.pth") if run else rec.model.weights)
     if w is None:
         raise PoseReproError(f"no weights for {rec.name!r}: train it first or pass --weights FILE")

@@ -28,7 +28,7 @@ class HeatmapFamily(TopDownFamily):
         if recipe.train.loss == "sinkhorn":
             from ..losses.sinkhorn import SinkhornLoss
 
-            fn: nn.Module = SinkhornLoss()
+            fn: nn.Module = SinkhornLoss(recipe.train.sinkhorn_eps, recipe.train.sinkhorn_iters)
         else:
             fn = JointsMSELoss()
         fn = fn.to(device)

@@ -132,12 +132,15 @@ def btranspose_c3a1_4h_large(**kw) -> BTranspose:
 def btranspose_smoke(
     mhsa_heads: int = 2, num_layers: int = 2, mhsa: MHSAKind = "btranspose",
     input_size: tuple[int, int] = (96, 128), num_joints: int = 17, pos_embed: PEKind = "learnable",
-    dropout: float = 0.1, backbone_init: str = "torch",
+    dropout: float = 0.1, backbone_init: str = "torch", widths: Sequence[int] = (16, 24, 32, 32),
+    blocks: Sequence[int] = (1, 1, 1, 1), mhsa_groups: Sequence[int] = (4,),
 ) -> BTranspose:
     """A CPU-sized C3A1 (widths 16/24/32/32, one block per group, d 64, FFN 128, 4 heads, 2 layers), trained from
-    scratch with PyTorch's default initialisation (as ``transpose_r_smoke``)."""
+    scratch with PyTorch's default initialisation (as ``transpose_r_smoke``). ``widths`` / ``blocks`` /
+    ``mhsa_groups`` give the smoke versions of the other layouts (C2A1: three groups, MHSA in group 3; C2A2: MHSA in
+    groups 3 and 4; Large: wider groups) for the BTranspose ablations."""
     return BTranspose(
-        (16, 24, 32, 32), (1, 1, 1, 1), (4,), mhsa_heads, mhsa, input_size, d_model=64, num_heads=4,
+        tuple(widths), tuple(blocks), tuple(mhsa_groups), mhsa_heads, mhsa, input_size, d_model=64, num_heads=4,
         dim_feedforward=128, num_layers=num_layers, num_joints=num_joints, pos_embed=pos_embed, dropout=dropout,
         backbone_init=backbone_init,
     )

@@ -256,6 +256,9 @@ def load_official_into(model: nn.Module, path_or_url: str | Path, code: str | No
     """
     spec = str(path_or_url)
     state = convert_official(_read_state_dict(fetch_weights(spec)), code, model)
+    from .position import fit_position_tables
+
+    fit_position_tables(model, state, spec)  # official weights are 256x192: fit PE tables to this input size
     model.load_state_dict(state, strict=True)
 
 

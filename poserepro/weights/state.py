@@ -14,10 +14,15 @@ from ..errors import CheckpointError
 from ..io import load_torch
 from .fit import check_state_fits, model_state_from
 from .official import load_official_into, looks_official
+from .position import fit_position_tables
 
 
 def load_model_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) -> None:
     """Load model weights from a checkpoint file; shape / key mismatches become one-line CheckpointErrors.
+
+    A checkpoint trained at another ``data.input_size`` loads into a model built at this one: sine position
+    tables are recomputed for the model's grid and learnable ones resized bilinearly over the 2-D grid
+    (:func:`poserepro.weights.position.fit_position_tables`, shared by eval, the sweeps, explain and transfer).
 
     ``official:NAME``, a URL, or a file in an official code base's layout (TransPose, BTranspose, PRTR; plain,
     ``module.``-prefixed or a training ``checkpoint.pth`` dict) is converted through its own code base's key map
@@ -31,7 +36,8 @@ def load_model_weights(model: torch.nn.Module, path: str | Path, strict: bool = 
     if looks_official(inner):
         load_official_into(model, path)
         return
-    state = model_state_from(raw)
+    state = dict(model_state_from(raw))
+    fit_position_tables(model, state, f"checkpoint {path}")  # trained at another data.input_size
     check_state_fits(state, model, f"checkpoint {path}", "this model", strict)
     model.load_state_dict(state, strict=strict)
 
@@ -85,33 +91,7 @@ def load_for_transfer(
 
 def _adapt_position_tables(model: torch.nn.Module, keep: dict[str, torch.Tensor],
                            own: dict[str, torch.Tensor]) -> list[str]:
-    """Fit position-embedding tables of another input size (COCO 256x192 → MPII 256x256) in ``keep``, in place.
-
-    Sine tables are functions of the grid: the model's own table is kept. Learnable tables are bilinearly resized
-    like :class:`~poserepro.models.layers.position.PositionEmbedding2D` does for unseen grids; the old grid is
-    taken to have the new grid's height (same input height), else it is a CheckpointError.
-    """
-    import torch.nn.functional as F
-
-    from ..models.layers.position import PositionEmbedding2D
-
-    done = []
-    for name, m in model.named_modules():
-        key = f"{name}.weight" if name else "weight"
-        if not isinstance(m, PositionEmbedding2D) or key not in keep or key not in own:
-            continue
-        old, new = keep[key], own[key]
-        if tuple(old.shape) == tuple(new.shape):
-            continue
-        if m.kind == "sine":
-            keep[key] = new.clone()
-        else:
-            gh, gw = m.grid
-            if old.dim() != 2 or old.shape[1] != new.shape[1] or old.shape[0] % gh:
-                raise CheckpointError(f"cannot resize the learnable position table {key} of shape "
-                                      f"{tuple(old.shape)} to the {gh}x{gw} grid of this model")
-            table = old.t().reshape(1, old.shape[1], gh, old.shape[0] // gh)
-            table = F.interpolate(table.float(), size=(gh, gw), mode="bilinear", align_corners=False)
-            keep[key] = table.reshape(old.shape[1], gh * gw).t().to(old.dtype).contiguous()
-        done.append(key)
-    return done
+    """Fit position-embedding tables of another input size in ``keep``, in place (kept for callers of the old
+    name; :func:`poserepro.weights.position.fit_position_tables` does the work, ``own`` is unused)."""
+    del own
+    return fit_position_tables(model, keep, "transfer")
