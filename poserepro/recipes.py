@@ -397,6 +397,7 @@ def recipe_from_dict(data: dict[str, Any], name: str = "") -> Recipe:
     data.setdefault("name", name)
     recipe = _build(Recipe, data, "")
     check_ranges(recipe)
+    recipe.data.keypoint_spec()  # an unknown or broken keypoint layout fails here, before anything runs
     return recipe
 
 

@@ -36,11 +36,13 @@ def _one_line_error(result, *needles: str) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("override", RANGE + TYPES)
-def test_bad_recipe_values_are_one_line_and_write_nothing(override: str, tmp_path: Path) -> None:
+def test_bad_recipe_values_are_one_line_and_write_nothing(override: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the smoke recipe's data root is relative: nothing may be generated there
     run = tmp_path / "run"
     r = CliRunner().invoke(app, ["train", "transpose-r-smoke", "--run-dir", str(run), "--set", override])
     _one_line_error(r)
-    assert not (run / "checkpoint.pth").exists() and not (run / "log.jsonl").exists()
+    assert not run.exists() and not (tmp_path / "data").exists()
 
 
 @pytest.mark.parametrize("override", RANGE[:12])
