@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from .errors import DataError
-from .io import atomic_write_bytes, atomic_write_text
+from .io import atomic_write_figure, atomic_write_text
 
 #: log.jsonl keys that are bookkeeping, not curves
 _NOT_CURVES = ("epoch", "lr", "steps", "images", "seconds")
@@ -86,14 +86,12 @@ def write_curves(run_dirs: list[str | Path], out_png: str | Path) -> tuple[Path,
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
     text = io.StringIO()
     w = csv.DictWriter(text, fieldnames=("run", "epoch", "metric", "value"), lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
     out_csv = out_png.with_suffix(".csv")
-    atomic_write_bytes(out_png, buf.getvalue())
+    atomic_write_figure(out_png, fig)
+    plt.close(fig)
     atomic_write_text(out_csv, text.getvalue())
     return out_png, out_csv

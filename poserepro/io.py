@@ -88,6 +88,13 @@ def locked(path: str | Path, timeout: float = 120.0) -> Iterator[None]:
                              f"if none is running, delete {p}.lock") from None
 
 
+def atomic_write_figure(path: str | Path, fig: Any, dpi: int = 120) -> None:
+    """Render a matplotlib figure as PNG and write it atomically (the figure is not closed)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_torch_save(path: str | Path, obj: Any) -> None:
     """``torch.save`` ``obj`` atomically."""
     import torch

@@ -3,14 +3,13 @@ against the paper's, and a matplotlib PNG (bars per cell; lines over the test re
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write_bytes, atomic_write_text
+from ..io import atomic_write_figure, atomic_write_text
 from ..results import read_rows
 from .cells import Sweep
 from .plan import Cell
@@ -152,10 +151,8 @@ def figure(sweep: Sweep, csv_path: Path, out_png: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_figure(out_png, fig, dpi=110)
     plt.close(fig)
-    atomic_write_bytes(out_png, buf.getvalue())
     return out_png
 
 
