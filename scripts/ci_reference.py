@@ -57,7 +57,6 @@ def run_one(recipe: str, variant: str, data: str, out: str) -> None:
     from poserepro.regression import ci_overrides, run_ci_budget
 
     spec = VARIANTS[variant]
-    torch.set_num_threads(int(spec["threads"]))
     extra = []
     if "seed" in spec:
         extra.append(f"train.seed={spec['seed']}")

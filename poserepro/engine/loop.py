@@ -286,8 +286,7 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
             with (run_dir / "log.jsonl").open("a") as f:
                 f.write(json.dumps(record) + "\n")
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                     "epoch": epoch, "recipe": recipe.to_dict(), "rng_torch": torch.get_rng_state(),
-                     "rng": _rng_state(), "world_size": world, "best": best}
+                     "epoch": epoch, "recipe": recipe.to_dict(), "rng": _rng_state(), "world_size": world, "best": best}
             if improved:  # best first: a crash between the two writes never leaves a checkpoint ahead of best.pth
                 save_checkpoint(run_dir / "best.pth", {"model": state["model"], "epoch": epoch,
                                                        "recipe": state["recipe"], "best": best})

@@ -65,7 +65,7 @@ def load_for_transfer(
         return any(key == p or key.startswith(p + ".") for p in reinit)
 
     keep = {k: v for k, v in state.items() if not is_new(k)}
-    adapted = _adapt_position_tables(model, keep, own)
+    adapted = fit_position_tables(model, keep, "transfer")  # e.g. COCO 256x192 -> MPII 256x256
     missing = [k for k in own if not is_new(k) and k not in keep]
     unexpected = [k for k in keep if k not in own]
     bad = [k for k in keep if k in own and tuple(keep[k].shape) != tuple(own[k].shape)]
@@ -87,11 +87,3 @@ def load_for_transfer(
                 m.reset_parameters()
     model.load_state_dict(keep, strict=False)
     return {"loaded": sorted(keep), "reinitialised": new_keys, "position_tables_adapted": adapted}
-
-
-def _adapt_position_tables(model: torch.nn.Module, keep: dict[str, torch.Tensor],
-                           own: dict[str, torch.Tensor]) -> list[str]:
-    """Fit position-embedding tables of another input size in ``keep``, in place (kept for callers of the old
-    name; :func:`poserepro.weights.position.fit_position_tables` does the work, ``own`` is unused)."""
-    del own
-    return fit_position_tables(model, keep, "transfer")
