@@ -8,6 +8,7 @@ here imports anything of poserepro but :mod:`poserepro.errors`.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -95,20 +96,64 @@ def atomic_write_figure(path: str | Path, fig: Any, dpi: int = 120) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def atomic_torch_save(path: str | Path, obj: Any) -> None:
-    """``torch.save`` ``obj`` atomically."""
+#: the entry a saved dict carries: sha256 over its tensors (names, dtypes, shapes, bytes), verified on load
+CHECKSUM_KEY = "tensors_sha256"
+
+
+def tensors_sha256(obj: Any) -> str:
+    """sha256 over every tensor in ``obj`` (nested dicts / lists / tuples), in a canonical order: the key path,
+    dtype and shape of each tensor and its bytes. The ``tensors_sha256`` entry itself is left out."""
     import torch
 
+    h = hashlib.sha256()
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, torch.Tensor):
+            t = node.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{where}|{t.dtype}|{tuple(node.shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(node, dict):
+            for k in sorted(node, key=str):
+                if k != CHECKSUM_KEY:
+                    walk(node[k], f"{where}/{k}")
+        elif isinstance(node, (list, tuple)):
+            for i, v in enumerate(node):
+                walk(v, f"{where}[{i}]")
+
+    walk(obj, "")
+    return h.hexdigest()
+
+
+def atomic_torch_save(path: str | Path, obj: Any) -> None:
+    """``torch.save`` ``obj`` atomically; a dict gets a ``tensors_sha256`` entry that loading verifies, so a
+    bit flipped inside a weight tensor (which the zip container does not notice) is refused."""
+    import torch
+
+    if isinstance(obj, dict):
+        obj = {**obj, CHECKSUM_KEY: tensors_sha256(obj)}
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def verify_tensors(obj: Any, path: str | Path, what: str = "checkpoint") -> Any:
+    """``obj`` without its ``tensors_sha256`` entry, after checking it (files without one, e.g. official
+    releases, pass as they are: their download is checked against the catalogue's sha256 instead)."""
+    if not isinstance(obj, dict) or CHECKSUM_KEY not in obj:
+        return obj
+    obj = dict(obj)
+    want = obj.pop(CHECKSUM_KEY)
+    if tensors_sha256(obj) != want:
+        raise CheckpointError(f"{what} {path} fails its tensor checksum (the file was altered or damaged after "
+                              "it was written): re-train, re-save or re-download it")
+    return obj
 
 
 def load_torch(path: str | Path, map_location: Any = "cpu", what: str = "checkpoint") -> dict[str, Any]:
     """``torch.load(weights_only=True)`` of a dict (checkpoint or state dict): no code from the file runs. A
     missing, truncated or foreign file, or one that holds no dict, raises a one-line :class:`CheckpointError`."""
     p = Path(path)
-    obj = _torch_load(p, map_location, what)
+    obj = verify_tensors(_torch_load(p, map_location, what), p, what)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{what} {p} holds a {type(obj).__name__}, not a state dict")
     return obj

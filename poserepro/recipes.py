@@ -226,14 +226,22 @@ def resolve_recipe_path(name_or_path: str, recipe_dir: Path = RECIPE_DIR) -> Pat
         if not p.is_file():
             raise RecipeError(f"recipe file {p} does not exist")
         return p
-    stem = name_or_path.replace("_", "-")
-    cand = recipe_dir / f"{stem}.yaml"
-    if not cand.is_file():
-        raise UnknownNameError(
-            f"unknown recipe {name_or_path!r}{suggest(stem, list_recipes(recipe_dir))}; "
-            "see `poserepro list recipes`"
-        )
-    return cand
+    stem = name_or_path.replace("_", "-")  # model names use ``_``, recipe stems ``-``; a user file may use either
+    for cand in (recipe_dir / f"{name_or_path}.yaml", recipe_dir / f"{stem}.yaml"):
+        if cand.is_file():
+            return cand
+    raise UnknownNameError(
+        f"unknown recipe {name_or_path!r}{suggest(stem, list_recipes(recipe_dir))}; see `poserepro list recipes`"
+    )
+
+
+def _base_path(base: str, here: Path, recipe_dir: Path) -> Path:
+    """``base:`` names a file relative to the inheriting recipe's folder, a recipe beside it, or a shipped recipe."""
+    if Path(base).suffix in (".yaml", ".yml") and not Path(base).is_absolute():
+        return resolve_recipe_path(str(here / base), recipe_dir)
+    if any((here / f"{n}.yaml").is_file() for n in (base, base.replace("_", "-"))):
+        return resolve_recipe_path(base, here)
+    return resolve_recipe_path(base, recipe_dir)
 
 
 def _load_raw(path: Path, recipe_dir: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -244,7 +252,7 @@ def _load_raw(path: Path, recipe_dir: Path, seen: tuple[Path, ...] = ()) -> dict
     base = data.pop("base", None)
     if base is None:
         return data
-    base_path = resolve_recipe_path(str(base), path.parent if (path.parent / f"{base}.yaml").exists() else recipe_dir)
+    base_path = _base_path(str(base), path.parent, recipe_dir)
     return _deep_merge(_load_raw(base_path, recipe_dir, (*seen, path)), data)
 
 

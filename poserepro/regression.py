@@ -28,6 +28,7 @@ import torch
 from .engine import build_model, evaluate, seed_everything, train
 from .errors import RecipeError
 from .families import family_of
+from .io import load_torch
 from .recipes import load_recipe
 from .results import environment, now, read_rows  # noqa: F401  (read_rows: re-exported for tests)
 
@@ -132,7 +133,7 @@ def _run_ci_budget(
     result = train(rec, workdir / "run")
     secs = time.perf_counter() - t0
     model = build_model(rec)
-    model.load_state_dict(torch.load(result.checkpoint, map_location="cpu", weights_only=True)["model"])
+    model.load_state_dict(load_torch(result.checkpoint)["model"])
     after = _measure(model, rec, workdir / "run", gt, guard)
     given = "whole images (end-to-end)" if e2e else f"{boxes} boxes"
     budget = f"{rec.schedule.epochs} ep x {rec.data.synth_images} img, bs {rec.train.batch_size}, {given}"

@@ -480,3 +480,24 @@ def test_cli_dets_exits_nonzero_with_download_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["download", "coco", "--root", str(tmp_path), "--parts", "dets"])
     assert result.exit_code == DownloadError.exit_code
     assert result.exit_code != 0 and "--det-file" in result.output and "Traceback" not in result.output
+
+
+def test_refused_archive_is_not_recorded_as_trusted(
+    server: _LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first download without a published checksum is recorded only after it extracted cleanly: a zip-slip
+    archive is refused and leaves no manifest entry, so the real archive later verifies."""
+    evil = _tar_bytes([("images/000000001.jpg", b"img1"), ("images/../../evil.jpg", b"x")])
+    good = _tar_bytes([("images/000000001.jpg", b"img1")])
+    entries = _fake_catalog(monkeypatch, "mpii", {"images": evil}, checksums=False)
+    _serve(server, entries, {"images": evil})
+    root = tmp_path / "data"
+    with pytest.raises(DownloadError, match="evil"):
+        dl.download_dataset("mpii", root, ["images"], mirror=server.url)
+    manifest = root / "mpii" / ".poserepro" / "manifest.json"
+    assert not manifest.exists() or "mpii_human_pose_v1.tar.gz" not in json.loads(manifest.read_text())
+    assert not (tmp_path / "evil.jpg").exists() and not (root / "evil.jpg").exists()
+    server.files["/" + entries["images"].rel_path] = good
+    res = dl.download_dataset("mpii", root, ["images"], mirror=server.url)
+    assert res["images"]["checksum"] == "recorded"
+    assert json.loads(manifest.read_text())["mpii_human_pose_v1.tar.gz"]["sha256"] == _sha(good)

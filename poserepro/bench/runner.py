@@ -54,6 +54,26 @@ def parse_input_size(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def check_bench_args(size_hw: tuple[int, int], batches: tuple[int, ...], repeats: int, warmup: int,
+                     threads: int | None, device: str) -> str:
+    """Check ``bench``'s numbers before anything runs (one line naming the option and the fix) and return the
+    device, checked against this machine (``auto`` allowed)."""
+    from ..engine.build import resolve_device
+
+    if min(size_hw) < 32:
+        raise PoseReproError(f"--input {size_hw[0]}x{size_hw[1]}: both sides must be at least 32 pixels "
+                             "(the backbones downsample 32x), e.g. 256x192")
+    if min(batches) < 1:
+        raise PoseReproError(f"batch size {min(batches)}: --batch and --throughput-batch must be at least 1")
+    if repeats < 1:
+        raise PoseReproError(f"--repeats {repeats}: time at least one forward (e.g. 10)")
+    if warmup < 0:
+        raise PoseReproError(f"--warmup {warmup}: use 0 or more untimed forwards")
+    if threads is not None and threads < 1:
+        raise PoseReproError(f"--threads {threads}: use 1 or more (or leave it out for torch's default)")
+    return resolve_device(device, "--device")
+
+
 def resolve(name: str) -> ModelSpec:
     """A registered model name (``transpose_h_a6``) or a recipe stem (``transpose-h-a6``) → :class:`ModelSpec`.
 

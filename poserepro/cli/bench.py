@@ -40,24 +40,27 @@ def bench(
     """Benchmark models: params vs paper, GFLOPs in both conventions vs paper, latency / FPS / peak memory."""
     import torch
 
-    from ..bench.runner import bench_one, default_csv_name, parse_input_size, write_rows
+    from ..bench.runner import bench_one, check_bench_args, default_csv_name, parse_input_size, write_rows
     from ..errors import PoseReproError
     from ..families import family_of
     from ..models.registry import create_model, list_models
 
     size = parse_input_size(input)
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise PoseReproError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    batches = tuple(dict.fromkeys([batch] + ([throughput_batch] if throughput_batch is not None else [])))
+    device = check_bench_args(size, batches, repeats, warmup, threads, device)
     if threads:
         torch.set_num_threads(threads)
     if not models:
         models = [n for n in list_models() if not n.endswith("_smoke")
                   and family_of(create_model(n)).heatmap_output]
-    batches = tuple(dict.fromkeys([batch] + ([throughput_batch] if throughput_batch else [])))
     rows = []
     for name in models:
         console.print(f"[dim]bench {name} ...[/]")
-        rows += bench_one(name, size, batches, device, amp, repeats, warmup, skip_fps, skip_flops, channels_last)
+        try:
+            rows += bench_one(name, size, batches, device, amp, repeats, warmup, skip_fps, skip_flops, channels_last)
+        except RuntimeError as e:  # e.g. a kernel larger than the feature map at a small --input
+            first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+            raise PoseReproError(f"{name} cannot run at --input {input} (batch {batches}): {first}") from None
     path = out or results_dir() / default_csv_name(device, amp)
     write_rows(path, rows)
 

@@ -78,10 +78,10 @@ def runs_root() -> Path:
 
 
 def results_dir() -> Path:
-    """Where tidy result tables go: ``$POSEREPRO_RESULTS`` or the repository's ``results/``."""
-    from ..results import RESULTS_DIR
-
-    return Path(os.environ.get("POSEREPRO_RESULTS", RESULTS_DIR))
+    """Where tidy result tables go: ``$POSEREPRO_RESULTS`` or ``./results`` in the current directory (user
+    commands never write into an installed package or a checkout they are not run from; a maintainer refreshes
+    the committed tables by running from the checkout's root)."""
+    return Path(os.environ.get("POSEREPRO_RESULTS", "results"))
 
 
 def new_run_dir(recipe_name: str) -> Path:

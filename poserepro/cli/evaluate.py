@@ -12,7 +12,7 @@ from rich.table import Table
 from ..errors import PoseReproError
 from ..io import atomic_write_json
 from ..recipes import Recipe, load_recipe, recipe_from_dict
-from .common import console, handle_errors, latest_run, results_dir
+from .common import console, handle_errors, latest_run, results_dir, runs_root
 
 SHOWN = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 SHOWN_MPII = ("PCKh@0.5/Head", "PCKh@0.5/Shoulder", "PCKh@0.5/Elbow", "PCKh@0.5/Wrist", "PCKh@0.5/Hip",
@@ -102,7 +102,7 @@ def eval_cmd(
     if det_file is not None and gt_boxes is None:
         use_gt = False
     fl = rec.eval.flip if flip is None else flip
-    dest = out_dir or run or Path("runs") / rec.name / "eval"
+    dest = out_dir or run or runs_root() / rec.name / "eval"
     boxes = "gt" if use_gt else "detected"
     if family_of(model).whole_image:  # whole images: no person boxes and no flip test
         boxes, fl = "none (end-to-end)", False

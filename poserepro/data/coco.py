@@ -46,11 +46,58 @@ class PersonRecord:
     area: float = 0.0
 
 
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_coco_structure(data: Any, path: str | Path, need_categories: bool = False,
+                         ann_keys: tuple[str, ...] = ("image_id", "bbox")) -> None:
+    """Check the structure of a COCO keypoint annotation file, so that a defect is one line naming the entry and
+    the fix, not a ``KeyError`` deep inside a loader or pycocotools: ``images`` a list of objects with ``id``,
+    ``file_name``, numeric ``width`` / ``height``; ``annotations`` a list of objects with ``ann_keys``, a 4-number
+    ``bbox`` and, where given, a ``keypoints`` list of numbers in triples; ``categories`` a list if present
+    (required with ``need_categories``)."""
+    def bad(msg: str) -> DataError:
+        return DataError(f"annotation file {path}: {msg}; fix the file or use the official person_keypoints JSON")
+
+    if not isinstance(data, dict):
+        raise DataError(f"annotation file {path} must hold a JSON object with 'images' and 'annotations' lists, "
+                        f"got {type(data).__name__}")
+    for key in ("images", "annotations") + (("categories",) if need_categories else ()):
+        if not isinstance(data.get(key), list):
+            got = "missing" if key not in data else f"a {type(data[key]).__name__}"
+            raise DataError(f"annotation file {path} has no '{key}' list ({got}); is it a COCO person_keypoints "
+                            "file?")
+    if "categories" in data and not isinstance(data["categories"], list):
+        raise bad("'categories' is not a list")
+    for i, im in enumerate(data["images"]):
+        if not isinstance(im, dict):
+            raise bad(f"images[{i}] is not an object")
+        missing = [k for k in ("id", "file_name", "width", "height") if k not in im]
+        if missing:
+            raise bad(f"images[{i}] (id {im.get('id')}) lacks {', '.join(missing)}")
+        if not (_is_num(im["width"]) and _is_num(im["height"])) or im["width"] <= 0 or im["height"] <= 0:
+            raise bad(f"images[{i}] (id {im['id']}) has width/height {im['width']!r}/{im['height']!r}, not "
+                      "positive numbers")
+    for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict):
+            raise bad(f"annotations[{i}] is not an object")
+        missing = [k for k in ann_keys if k not in ann]
+        if missing:
+            raise bad(f"annotations[{i}] (id {ann.get('id')}) lacks {', '.join(missing)}")
+        box = ann.get("bbox")
+        if box is not None and not (isinstance(box, list) and len(box) == 4 and all(map(_is_num, box))):
+            raise bad(f"annotations[{i}] (id {ann.get('id')}) has bbox {box!r}, not [x, y, w, h] numbers")
+        kp = ann.get("keypoints")
+        if kp is not None and not (isinstance(kp, list) and len(kp) % 3 == 0 and all(map(_is_num, kp))):
+            raise bad(f"annotations[{i}] (id {ann.get('id')}) has keypoints that are not a list of numbers in "
+                      "(x, y, v) triples")
+
+
 def load_coco_keypoint_file(ann_file: str | Path, num_joints: int = 17) -> dict[str, Any]:
     """Read and check a COCO keypoint annotation file (images, annotations, person keypoint category)."""
     data = read_json(ann_file, "annotation file")
-    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
-        raise DataError(f"annotation file {ann_file} is not a COCO file: it needs 'images' and 'annotations' lists")
+    check_coco_structure(data, ann_file)
     cats = [c for c in data.get("categories", []) if c.get("id") == 1]
     if cats and "keypoints" in cats[0] and len(cats[0]["keypoints"]) != num_joints:
         raise DataError(
@@ -157,10 +204,28 @@ def check_images_exist(records: list[PersonRecord], limit: int = 5) -> None:
 
 def read_image(path: str, rgb: bool = True) -> np.ndarray:
     """Decode an image to ``(H, W, 3)`` uint8 (RGB when ``rgb``), ignoring EXIF orientation like COCO tools."""
-    img = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read image {path}: {e.strerror or e}") from None
+    if truncated_image(data):
+        raise DataError(f"image {path} is truncated (it ends before its end-of-image marker): re-download or "
+                        "re-extract it (`poserepro data verify` checks a dataset's files)")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None:
         raise DataError(f"cannot decode image {path}: the file is missing or corrupt")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if rgb else img
+
+
+def truncated_image(data: bytes) -> bool:
+    """Whether a JPEG or PNG file stops before its end marker (JPEG ``FFD9``, PNG ``IEND``). OpenCV decodes such
+    a file "successfully", filling the missing part with grey and printing only a libjpeg warning."""
+    tail = data[-64:].rstrip(b"\x00\r\n ")
+    if data[:2] == b"\xff\xd8":
+        return b"\xff\xd9" not in tail[-32:]
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" not in tail[-16:]
+    return False
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:

@@ -21,7 +21,7 @@ from ..recipes import Recipe
 _NOTICED: set[str] = set()
 
 
-def resolve_device(spec: str) -> str:
+def resolve_device(spec: str, what: str = "train.device") -> str:
     """``auto`` → ``cuda`` when a CUDA device is there, else ``cpu`` (with a one-line notice on stderr, once);
     ``cpu``, ``cuda`` and ``cuda:N`` are checked against the machine.
 
@@ -39,12 +39,12 @@ def resolve_device(spec: str) -> str:
         return text
     m = re.fullmatch(r"cuda(?::(\d+))?", text)
     if m is None:
-        raise RecipeError(f"train.device={spec!r} is not a device; use auto, cpu, cuda or cuda:N")
+        raise RecipeError(f"{what}={spec!r} is not a device; use auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
-        raise RecipeError(f"train.device={spec} but this machine has no CUDA device (torch {torch.__version__}); "
-                          "use --set train.device=auto (or cpu)")
+        raise RecipeError(f"{what}={spec} but this machine has no CUDA device (torch {torch.__version__}); "
+                          f"use {what}=auto (or cpu)")
     if m.group(1) is not None and int(m.group(1)) >= torch.cuda.device_count():
-        raise RecipeError(f"train.device={spec} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise RecipeError(f"{what}={spec} but this machine has {torch.cuda.device_count()} CUDA device(s)")
     return text
 
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from poserepro.data.coco import check_coco_structure
 from poserepro.errors import DataError
 from poserepro.io import atomic_write_text, read_json
 
@@ -40,20 +41,10 @@ def _coco_class(backend: Backend) -> type:
 
 
 def _validate_annotations(data: Any, p: Path) -> None:
-    if not isinstance(data, dict):
-        raise DataError(f"annotation file {p} must hold a JSON object, got {type(data).__name__}")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise DataError(f"annotation file {p} has no '{key}' list; is it a COCO person_keypoints file?")
+    check_coco_structure(data, p, need_categories=True, ann_keys=_ANN_KEYS)
     if not any(isinstance(c, dict) and isinstance(c.get("keypoints"), list) and c["keypoints"]
                for c in data["categories"]):
         raise DataError(f"annotation file {p} has no category with 'keypoints'; use a person_keypoints file")
-    for i, ann in enumerate(data["annotations"]):
-        if not isinstance(ann, dict):
-            raise DataError(f"annotation file {p}: annotation {i} is not an object")
-        missing = [k for k in _ANN_KEYS if k not in ann]
-        if missing:
-            raise DataError(f"annotation file {p}: annotation {i} lacks key(s) {', '.join(missing)}")
 
 
 def load_coco(ann_file: str | Path, backend: Backend = "pycocotools", quiet: bool = True) -> Any:

@@ -131,7 +131,7 @@ def run_sweep(
     """Train and evaluate every cell of sweep ``name``; returns the tidy rows it appended. Cells whose rows are
     already in ``out_csv`` are skipped (``redo`` evaluates them again); with ``outputs`` the sweep's markdown table
     and PNG figure are (re)written beside the CSV; ``only`` restricts the run to the cells named there."""
-    from ..results import RESULTS_DIR, append_rows
+    from ..results import append_rows
 
     sweep = get_sweep(name)
     cells = plan(sweep, smoke, list(extra_overrides or []), runs_root)
@@ -142,7 +142,7 @@ def run_sweep(
                               f"{', '.join(c.variant.name for c in cells)}")
         cells = [c for c in cells if c.variant.name in only]
     _check_data(sweep, cells, smoke)
-    out_csv = out_csv or RESULTS_DIR / f"ablation_{name}{'_smoke' if smoke else ''}.csv"
+    out_csv = out_csv or Path("results") / f"ablation_{name}{'_smoke' if smoke else ''}.csv"
     done = set() if redo else _done_keys(out_csv)
     trained: set[str] = set()
     all_rows: list[dict[str, Any]] = []

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..io import load_torch
+from ..io import load_torch, verify_tensors
 from .catalogue import CATALOGUE, CatalogueEntry, fetch_entry, get_entry
 from .keymaps import dino_backbone_state, imagenet_name, load_backbone_file, load_detr, load_imagenet
 from .official import load_official_into, official_name
@@ -116,6 +116,7 @@ def _state(path: Path, scheme: str) -> dict[str, torch.Tensor]:
         raw: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # legacy (pre-zip) files such as the torchvision V1 ones cannot be mapped
         raw = load_torch(path, what=what)
+    raw = verify_tensors(raw, path, what)
     for key in ("teacher", "state_dict", "model"):
         if isinstance(raw, dict) and isinstance(raw.get(key), dict):
             raw = raw[key]

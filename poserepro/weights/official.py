@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, UnknownNameError, suggest
+from ..io import verify_tensors
 from .fit import check_state_fits
 
 
@@ -153,6 +154,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except Exception as e:  # truncated zip, garbage bytes, wrong format: all the same to the user
         msg = (str(e).splitlines() or [""])[0][:80] or type(e).__name__
         raise CheckpointError(f"weights file {path} is corrupt or not a PyTorch checkpoint ({msg})") from None
+    obj = verify_tensors(obj, path, "weights file")
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):

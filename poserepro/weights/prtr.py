@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..io import verify_tensors
 
 _PREFIXES = (("module.", ""),)
 _RENAMES = (("backbone.0.body.", "backbone.body."),)
@@ -82,6 +83,7 @@ def load_official(
             raw = torch.load(str(state_or_path), map_location="cpu", weights_only=True)
         except (OSError, RuntimeError) as e:
             raise CheckpointError(f"cannot read PRTR checkpoint {state_or_path}: {e}") from None
+        raw = verify_tensors(raw, state_or_path, "PRTR checkpoint")
     else:
         raw = state_or_path
     state = convert_state_dict(raw)

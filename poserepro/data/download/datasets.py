@@ -129,8 +129,16 @@ def _fetch_part(
         archive = ds_root / "downloads" / e.filename
         got = _download_archive(e.url_for(mirror), archive, expected, manifest_path(ds_root), progress, timeout)
     source = e.url_for(mirror) if downloaded else str(archive)
-    checksum, note = _checksum_status(ds_root, e, expected[3], got, manifest, source)
-    dest_dir = _extract_and_mark(ds_root, e, archive, got, checksum)
+    checksum, note = _checksum_status(ds_root, e, expected[3], got)
+    try:
+        dest_dir = _extract_and_mark(ds_root, e, archive, got, checksum)
+    except DownloadError:
+        if downloaded:  # a refused download is not kept: a re-run would reuse it as a complete file
+            with contextlib.suppress(OSError):
+                archive.unlink()
+        raise
+    if checksum == "recorded":  # trusted only once it extracted cleanly: a refused archive is not recorded
+        _record(ds_root, e, got, manifest, source)
     if downloaded and not keep_archives:
         with contextlib.suppress(OSError):
             archive.unlink()
@@ -201,16 +209,19 @@ def _download_archive(
     return got
 
 
-def _checksum_status(
-    ds_root: Path, e: CatalogEntry, from_manifest: bool, got: dict[str, Any], manifest: dict[str, Any], source: str
-) -> tuple[str, str]:
-    """``(checksum, note)`` of a verified archive; a first download without a published checksum is recorded
-    in the manifest (with ``source``, the URL or local path it came from)."""
+def _checksum_status(ds_root: Path, e: CatalogEntry, from_manifest: bool, got: dict[str, Any]) -> tuple[str, str]:
+    """``(checksum, note)`` of a verified archive: ``published``, ``manifest`` or ``recorded`` (a first download
+    without a published checksum, recorded by :func:`_record` once it has extracted)."""
     mpath = manifest_path(ds_root)
     if e.has_checksum:
         return "published", "size and checksum verified"
     if from_manifest:
         return "manifest", f"no published checksum; matches the sha256 recorded in {mpath}"
+    return "recorded", f"no published checksum; recorded size {got['size']} and sha256 {got['sha256']} in {mpath}"
+
+
+def _record(ds_root: Path, e: CatalogEntry, got: dict[str, Any], manifest: dict[str, Any], source: str) -> None:
+    """Record a first download's size and digests in the manifest (with ``source``, its URL or local path)."""
     manifest[e.filename] = {
         "size": got["size"],
         "sha256": got["sha256"],
@@ -218,8 +229,7 @@ def _checksum_status(
         "url": source,
         "recorded": time.time(),
     }
-    write_json(mpath, manifest)
-    return "recorded", f"no published checksum; recorded size {got['size']} and sha256 {got['sha256']} in {mpath}"
+    write_json(manifest_path(ds_root), manifest)
 
 
 def _extract_and_mark(ds_root: Path, e: CatalogEntry, archive: Path, got: dict[str, Any], checksum: str) -> Path:
