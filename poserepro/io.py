@@ -41,6 +41,27 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def check_writable(path: str | Path, option: str, folder: bool = False) -> Path:
+    """Fail early, in one line, when ``path`` cannot take what a command will write there: a folder where a file
+    goes (or the reverse), a parent that is a file, or a place without write permission. Nothing is created."""
+    p = Path(path)
+    if p.exists() and p.is_dir() != folder:
+        raise PoseReproError(f"{option} {p} is {'a file' if folder else 'a folder'}; give "
+                             f"{'a folder' if folder else 'a file path'}")
+    parent = p if folder and p.exists() else p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise PoseReproError(f"{option} {p}: {parent} is a file, not a folder")
+    try:  # what the write will do (os.access says yes to root on /proc): an unnamed file, gone on close
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise PoseReproError(f"{option} {p}: cannot write in {parent} ({e.strerror or e}; permissions or a "
+                             "read-only file system?)") from None
+    return p
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Atomic UTF-8 text write."""
     atomic_write_bytes(path, text.encode())

@@ -28,11 +28,17 @@ def _list() -> None:
     console.print(t)
 
 
-def _dry_run(name: str, smoke: bool, sets: list[str]) -> None:
+def _dry_run(name: str, smoke: bool, sets: list[str], only: list[str]) -> None:
+    from ..errors import RecipeError
     from ..sweeps import commands, get_sweep, plan
 
     sweep = get_sweep(name)
     cells = plan(sweep, smoke, sets, runs_root())
+    unknown = sorted(set(only) - {c.variant.name for c in cells})
+    if unknown:
+        raise RecipeError(f"ablation {name} has no cell {unknown[0]!r}; its cells: "
+                          f"{', '.join(c.variant.name for c in cells)}")
+    cells = [c for c in cells if not only or c.variant.name in only]
     _say(f"ablation {sweep.name}{' (smoke: embedded synthetic benchmark)' if smoke else ''}: {sweep.paper_ref}")
     trained: set[str] = set()
     for c in cells:
@@ -69,7 +75,7 @@ def ablate_cmd(
         _list()
         return
     if dry_run:
-        _dry_run(name, smoke, set_ or [])
+        _dry_run(name, smoke, set_ or [], cell or [])
         return
     get_sweep(name)
     out = results_dir() / f"ablation_{name}{'_smoke' if smoke else ''}.csv"

@@ -43,9 +43,12 @@ def bench(
     from ..bench.runner import bench_one, check_bench_args, default_csv_name, parse_input_size, write_rows
     from ..errors import PoseReproError
     from ..families import family_of
+    from ..io import check_writable
     from ..models.registry import create_model, list_models
 
     size = parse_input_size(input)
+    if out is not None:
+        check_writable(out, "--out")
     batches = tuple(dict.fromkeys([batch] + ([throughput_batch] if throughput_batch is not None else [])))
     device = check_bench_args(size, batches, repeats, warmup, threads, device)
     if threads:

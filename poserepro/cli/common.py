@@ -13,6 +13,12 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
+
+try:  # typer >= 0.20 vendors click
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - older typer with click installed
+    from click.exceptions import ClickException, UsageError
 
 from ..errors import PoseReproError
 
@@ -63,9 +69,40 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class OneLineUsageErrors(TyperGroup):
+    """A command group whose usage errors (unknown option, bad choice, missing argument, value out of range)
+    print as one ``error:`` line naming the command's ``--help``, like every other error, instead of click's
+    boxed usage panel."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # help was printed already (no_args_is_help)
+                sys.exit(2)
+            hint = f"; see `{e.ctx.command_path} --help`" if e.ctx is not None else ""
+            err_console.print(f"[bold red]error:[/] {escape(e.format_message().rstrip('.'))}{hint}", soft_wrap=True)
+            sys.exit(e.exit_code)
+        except ClickException as e:
+            err_console.print(f"[bold red]error:[/] {escape(e.format_message())}", soft_wrap=True)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            err_console.print("[bold red]aborted[/]")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 class App(typer.Typer):
     """A Typer app whose every command is wrapped in :func:`handle_errors`: one-line errors as a class, for
-    sub-apps too (``poserepro data ...``), not command by command."""
+    sub-apps too (``poserepro data ...``), not command by command; usage errors are one line too
+    (:class:`OneLineUsageErrors`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("cls", OneLineUsageErrors)
+        super().__init__(*args, **kwargs)
 
     def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
         register = super().command(*args, **kwargs)

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..errors import PoseReproError
-from ..io import atomic_write_json
+from ..io import atomic_write_json, check_writable
 from ..recipes import Recipe, load_recipe, recipe_from_dict
 from .common import console, handle_errors, latest_run, results_dir, runs_root
 
@@ -71,6 +71,9 @@ def eval_cmd(
     record: Annotated[bool, typer.Option(help="Append tidy rows to results/evaluations.csv.")] = True,
 ) -> None:
     """Evaluate a model (COCO AP with rescoring + OKS-NMS), or score an existing results file."""
+    for path, option, folder in ((json_out, "--json", False), (out_dir, "--out-dir", True)):
+        if path is not None:
+            check_writable(path, option, folder)
     if results is not None:
         _score_file(results, ann, backend or "pycocotools", json_out)
         return

@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import PoseReproError
+from ..io import check_writable
 from ..recipes import load_recipe
 from ..weights.catalogue import MIRROR_ENV
 from .common import console, handle_errors, latest_run, new_run_dir
@@ -72,7 +73,7 @@ def train_cmd(
             raise PoseReproError(f"nothing to resume: no run of {rec.name!r} under runs/; start without --resume")
     if resume and not (run_dir / "checkpoint.pth").is_file():
         raise PoseReproError(f"nothing to resume in {run_dir}: it holds no checkpoint.pth; start without --resume")
-    run_dir = run_dir or new_run_dir(rec.name)
+    run_dir = check_writable(run_dir or new_run_dir(rec.name), "--run-dir", folder=True)
     main = os.environ.get("RANK", "0") == "0"
     if main:
         console.print(f"[bold]train[/] {rec.name} ({rec.model.name}) → {run_dir}")

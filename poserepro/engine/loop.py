@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from ..errors import RecipeError
 from ..families import Criterion, ModelFamily, ProgressFn, family_of
 from ..io import atomic_write_json, atomic_write_text
 from ..recipes import Recipe
@@ -191,8 +192,18 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
         torch.set_num_threads(recipe.train.threads)
     seed_everything(recipe.train.seed + dist.get_rank(), recipe.train.deterministic)
 
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RecipeError(f"run directory {run_dir} is a file: pass a folder (--run-dir) that is new or a run's")
     model = build_model(recipe)
     family = family_of(model)
+    weights = init_weights or recipe.model.weights or recipe.model.init
+    init_report = None
+    if weights and not resume:  # before the data: a bad starting point fails before any data is made
+        if dist.is_dist() and not dist.is_main():
+            dist.barrier()  # rank 0 downloads the file first
+        init_report = load_initial_weights(model, weights)
+        if dist.is_dist() and dist.is_main():
+            dist.barrier()
     dataset = family.train_dataset(recipe)
     world = dist.get_world_size()
     sampler = DistributedSampler(dataset, shuffle=True, seed=recipe.train.seed) if world > 1 else None
@@ -204,14 +215,6 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
         collate_fn=getattr(dataset, "collate", None),  # fast pipeline: pads cached windows; e2e: per-image targets
     )
 
-    weights = init_weights or recipe.model.weights or recipe.model.init
-    init_report = None
-    if weights and not resume:
-        if dist.is_dist() and not dist.is_main():
-            dist.barrier()  # rank 0 downloads the file first
-        init_report = load_initial_weights(model, weights)
-        if dist.is_dist() and dist.is_main():
-            dist.barrier()
     if recipe.train.sync_bn and world > 1:
         model = dist.convert_sync_batchnorm(model, recipe.train.device)  # CPU: gloo-capable SyncBN
     model.to(device)
