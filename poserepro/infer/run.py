@@ -1,0 +1,231 @@
+"""``poserepro infer`` as a library call: images and videos in, COCO keypoint results (and drawn images / MP4s)
+out, with everything that was skipped said.
+
+Outputs in ``out_dir``: ``keypoints.json`` (all images; each result also carries its ``file_name``), one
+``<video stem>.keypoints.json`` per video (``image_id`` = frame index, plus ``frame``), and with ``draw`` one PNG
+per image (``<stem>.png``, lossless) and one ``<video stem>.mp4`` per video. Video frames are processed in chunks
+(written losslessly to a temporary folder so that they go through the very same data path as image files).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import torch
+from torch import nn
+
+from ..draw import draw_box, draw_results
+from ..errors import DataError
+from ..evaluation.coco import write_results
+from ..families import family_of
+from ..io import atomic_output, atomic_write_bytes
+from ..recipes import Recipe
+from .boxes import BoxFile, check_matches
+from .predict import WHOLE_IMAGE_PADDING, Frame, predict_frames, whole_frame_box
+from .sources import Skipped, Sources, VideoInput
+
+#: ``progress({"done", "total", "what"})`` after each image / frame
+ProgressFn = Callable[[dict[str, Any]], None]
+VIDEO_CHUNK = 16
+
+
+@dataclass
+class InferOptions:
+    """How to run: box source, flip test, drawing."""
+
+    boxes: BoxFile | None = None
+    whole_image: bool = False
+    flip: bool = False
+    draw: bool = False
+    kpt_thr: float = 0.3
+    kpt_scores: bool = True
+
+
+@dataclass
+class Summary:
+    """What one run did: per input ``(name, frames, persons, output)`` rows, the files written, what was skipped."""
+
+    rows: list[tuple[str, int, int, str]] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def persons(self) -> int:
+        return sum(r[2] for r in self.rows)
+
+
+def box_mode(model: nn.Module, opts: InferOptions) -> str:
+    """``e2e`` (the model finds persons), ``boxes`` (a box file) or ``whole-image``; a top-down model with neither
+    is a one-line error."""
+    if family_of(model).whole_image:
+        return "e2e"
+    if opts.boxes is not None and opts.whole_image:
+        raise DataError("give either --boxes FILE or --whole-image, not both")
+    if opts.boxes is not None:
+        return "boxes"
+    if opts.whole_image:
+        return "whole-image"
+    raise DataError("this top-down model needs person boxes: pass --boxes FILE (COCO detection JSON, e.g. from "
+                    "`poserepro detect`) or --whole-image (one person filling each frame)")
+
+
+def run_inference(model: nn.Module, recipe: Recipe, sources: Sources, out_dir: Path, opts: InferOptions,
+                  device: torch.device, progress: ProgressFn | None = None) -> Summary:
+    """Run ``model`` on every input of ``sources``; see the module docstring for what is written."""
+    mode = box_mode(model, opts)
+    summary = Summary(skipped=list(sources.skipped))
+    if not sources.images and not sources.videos:
+        raise DataError("no usable input: " + "; ".join(f"{s.path}: {s.reason}" for s in sources.skipped)
+                        if sources.skipped else "no input paths given")
+    spec = recipe.data.keypoint_spec()
+    total = len(sources.images) + sum(max(v.frames, 1) for v in sources.videos)
+    state = {"done": 0}
+
+    def tick(what: str, n: int = 1) -> None:
+        state["done"] += n
+        if progress:
+            progress({"done": state["done"], "total": total, "what": what})
+
+    images = list(sources.images)
+    if mode == "boxes" and opts.boxes is not None and opts.boxes.ids_by_name is not None:
+        images = [_renamed(im, opts.boxes.ids_by_name, summary) for im in images]
+        images = [im for im in images if im is not None]
+    frames = [Frame(im.path, im.image_id, im.size) for im in images]
+    if mode == "boxes" and opts.boxes is not None and frames:
+        check_matches(opts.boxes, [f.image_id for f in frames], "images")
+    boxes = _boxes_for(mode, opts, frames)
+    if mode == "boxes":
+        summary.skipped += [Skipped(str(f.path), f"no person box for image id {f.image_id} in {opts.boxes.path.name}")
+                            for f in frames if f.image_id not in boxes]
+        frames = [f for f in frames if f.image_id in boxes]
+    results: list[dict] = []
+    for frame in frames:  # one image at a time: a progress tick per image, memory bounded
+        res = predict_frames(model, recipe, [frame], boxes, opts.flip, device,
+                             WHOLE_IMAGE_PADDING if mode == "whole-image" else None)
+        for r in res:
+            r["file_name"] = frame.path.name
+        results += res
+        out = ""
+        if opts.draw:
+            img = cv2.imread(str(frame.path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+            _draw(img, res, boxes.get(frame.image_id, []) if mode == "boxes" else [], spec, opts)
+            dest = out_dir / f"{frame.path.stem}.png"
+            ok, buf = cv2.imencode(".png", img)
+            if not ok:
+                raise DataError(f"cannot encode the drawn image for {frame.path}")
+            atomic_write_bytes(dest, buf.tobytes())
+            summary.files.append(dest)
+            out = dest.name
+        summary.rows.append((frame.path.name, 1, len(res), out))
+        tick(frame.path.name)
+    if frames:
+        dest = out_dir / "keypoints.json"
+        write_results(dest, results)
+        summary.files.insert(0, dest)
+    for video in sources.videos:
+        _run_video(model, recipe, video, out_dir, opts, mode, device, summary, tick)
+    return summary
+
+
+def _renamed(im: Any, ids_by_name: dict[str, int], summary: Summary) -> Any:
+    """The image with the id an annotation-style box file gives its file name (``None`` + skipped if absent)."""
+    from dataclasses import replace
+
+    if im.path.name not in ids_by_name:
+        summary.skipped.append(Skipped(str(im.path), "not listed in the box file's 'images'"))
+        return None
+    return replace(im, image_id=ids_by_name[im.path.name])
+
+
+def _boxes_for(mode: str, opts: InferOptions, frames: list[Frame]) -> dict[int, list[dict]]:
+    """Boxes by image id for ``frames`` (frames without a box are absent)."""
+    if mode == "whole-image":
+        return {f.image_id: [whole_frame_box(f.size)] for f in frames}
+    if mode != "boxes" or opts.boxes is None:
+        return {}
+    return {f.image_id: opts.boxes.by_id[f.image_id] for f in frames if opts.boxes.by_id.get(f.image_id)}
+
+
+def _draw(img: Any, results: list[dict], boxes: list[dict], spec: Any, opts: InferOptions) -> None:
+    for b in boxes:
+        draw_box(img, b["bbox"], b.get("score"))
+    draw_results(img, results, spec, opts.kpt_thr, opts.kpt_scores, boxes=False)
+
+
+def _run_video(model: nn.Module, recipe: Recipe, video: VideoInput, out_dir: Path, opts: InferOptions, mode: str,
+               device: torch.device, summary: Summary, tick: Callable[..., None]) -> None:
+    """Frames in chunks of :data:`VIDEO_CHUNK`: predict, draw into the MP4, collect the results."""
+    spec = recipe.data.keypoint_spec()
+    if mode == "boxes" and opts.boxes is not None:
+        check_matches(opts.boxes, list(range(max(video.frames, 1))), f"frames of {video.path.name}")
+    cap = cv2.VideoCapture(str(video.path))
+    results: list[dict] = []
+    mp4 = out_dir / f"{video.path.stem}.mp4"
+    n = 0
+    missing_boxes = 0
+    with tempfile.TemporaryDirectory(prefix="poserepro-frames-") as tmp, \
+            (atomic_output(mp4) if opts.draw else _nothing()) as tmp_mp4:
+        writer = None
+        if opts.draw:
+            writer = cv2.VideoWriter(str(tmp_mp4), cv2.VideoWriter_fourcc(*"mp4v"), video.fps, video.size)
+            if not writer.isOpened():
+                raise DataError(f"OpenCV cannot write an MP4 ({mp4}): its build lacks the mp4v encoder")
+        try:
+            done = False
+            while not done:
+                chunk: list[tuple[Frame, Any]] = []
+                while len(chunk) < VIDEO_CHUNK:
+                    ok, img = cap.read()
+                    if not ok or img is None:
+                        done = True
+                        break
+                    path = Path(tmp) / f"{n:08d}.bmp"  # lossless: the crop sees the decoded frame exactly
+                    cv2.imwrite(str(path), img)
+                    chunk.append((Frame(path, n, (img.shape[1], img.shape[0])), img))
+                    n += 1
+                if not chunk:
+                    break
+                frames = [f for f, _ in chunk]
+                boxes = _boxes_for(mode, opts, frames)
+                if mode == "boxes":
+                    missing_boxes += sum(1 for f in frames if f.image_id not in boxes)
+                res = predict_frames(model, recipe, frames, boxes, opts.flip, device,
+                                     WHOLE_IMAGE_PADDING if mode == "whole-image" else None)
+                by_frame: dict[int, list[dict]] = {}
+                for r in res:
+                    r["file_name"], r["frame"] = video.path.name, r["image_id"]
+                    by_frame.setdefault(r["image_id"], []).append(r)
+                results += res
+                for f, img in chunk:
+                    if writer is not None:
+                        _draw(img, by_frame.get(f.image_id, []), boxes.get(f.image_id, []) if mode == "boxes"
+                              else [], spec, opts)
+                        writer.write(img)
+                    f.path.unlink(missing_ok=True)
+                tick(f"{video.path.name} frame {chunk[-1][0].image_id}", len(chunk))
+        finally:
+            cap.release()
+            if writer is not None:
+                writer.release()
+    if missing_boxes:
+        summary.skipped.append(Skipped(str(video.path), f"{missing_boxes} of {n} frames had no person box in "
+                                                        f"{opts.boxes.path.name if opts.boxes else '?'}"))
+    dest = out_dir / f"{video.path.stem}.keypoints.json"
+    write_results(dest, results)
+    summary.files.append(dest)
+    if opts.draw:
+        summary.files.append(mp4)
+    summary.rows.append((video.path.name, n, len(results), mp4.name if opts.draw else ""))
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
