@@ -249,3 +249,59 @@ def test_bad_inputs_one_line_errors(tmp_path: Path, smoke_weights: Path, one_thr
     bad = tmp_path / "bad.json"
     bad.write_text("{\"x\": 1}")
     one_line_error(invoke("infer", img, *base, "--boxes", bad), "neither a detection list")
+
+
+# --- boxes from a detector model ------------------------------------------------------------------------------------
+
+class _BoxModel(torch.nn.Module):
+    """A stand-in person detector: one box in the middle of each image (score 0.9) and a weak one (0.2)."""
+
+    output_type = "test-infer-box-detector"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def _box_family() -> None:
+    from poserepro.families import Predictions, register_family
+    from poserepro.families.base import _FAMILIES
+    from poserepro.families.whole_image import WholeImageFamily
+
+    if _BoxModel.output_type in _FAMILIES:
+        return
+
+    @register_family
+    class BoxFamily(WholeImageFamily):  # whole images in (the real whole-image data path), boxes out
+        output_types = (_BoxModel.output_type,)
+
+        def predict(self, model, loader, recipe, flip, device, progress=None):  # noqa: ANN001, ANN201
+            out = []
+            for batch in loader:
+                for i, (w, h) in zip(batch["image_id"], batch["orig_size"].tolist()):
+                    out.append({"image_id": int(i), "category_id": 1, "bbox": [w / 4, h / 10, w / 2, h * 0.8],
+                                "score": 0.9})
+                    out.append({"image_id": int(i), "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.2})
+            return Predictions(out)
+
+
+def test_infer_with_a_detector_model(tmp_path: Path, smoke_weights: Path, one_thread: None) -> None:
+    from poserepro.infer import InferOptions, discover, run_inference
+    from poserepro.weights.state import load_model_weights
+
+    _box_family()
+    rec = load_recipe("transpose-r-smoke")
+    model = build_model(rec)
+    load_model_weights(model, smoke_weights)
+    src = discover([COCO_MINI / "images" / "000000000785.jpg", COCO_MINI / "images" / "000000040083.jpg"])
+    opts = InferOptions(detector=(_BoxModel(), load_recipe("prtr-e2e-smoke")), det_thr=0.5, draw=True, kpt_thr=0.0)
+    summary = run_inference(model.eval(), rec, src, tmp_path, opts, torch.device("cpu"))
+    res = json.loads((tmp_path / "keypoints.json").read_text())
+    assert sorted(x["image_id"] for x in res) == [785, 40083]  # one box each above --det-thr
+    assert not summary.skipped
+    drawn = cv2.imread(str(tmp_path / "000000000785.png"))
+    original = cv2.imread(str(COCO_MINI / "images" / "000000000785.jpg"))
+    x, y = int(round(640 / 4)), int(round(425 / 10 + 425 * 0.4))  # left edge of the detector's box
+    assert (drawn[y, x] != original[y, x]).any()
+    opts = InferOptions(detector=(_BoxModel(), load_recipe("prtr-e2e-smoke")), det_thr=0.95)
+    summary = run_inference(model.eval(), rec, src, tmp_path / "b", opts, torch.device("cpu"))
+    assert len(summary.skipped) == 2 and "the detector found no person" in summary.skipped[0].reason

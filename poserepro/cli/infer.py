@@ -66,6 +66,12 @@ def infer_cmd(
     whole_image: Annotated[bool, typer.Option("--whole-image", help="One person filling each frame: the frame is "
                                               "the person box (top-down models).")] = False,
     box_thr: Annotated[float, typer.Option(help="Ignore boxes scored below this.")] = 0.0,
+    detector: Annotated[str | None, typer.Option(help="Person boxes from a detector: its recipe or run directory "
+                                                 "(a whole-image model that returns boxes, e.g. a "
+                                                 "prtr_detector_* run).")] = None,
+    detector_weights: Annotated[str | None, typer.Option(help="The detector's weights (default: its run's "
+                                                         "checkpoint).")] = None,
+    det_thr: Annotated[float, typer.Option(help="Keep detector boxes scored at least this.")] = 0.5,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("infer_out"),
     draw: Annotated[bool, typer.Option("--draw", help="Also write drawn images (PNG) / videos (MP4).")] = False,
     kpt_thr: Annotated[float, typer.Option(help="Draw joints (and limbs) scored above this.")] = 0.3,
@@ -89,13 +95,19 @@ def infer_cmd(
     rec, model, w = load_target_model(model_, weights, set_)
     dev = torch.device(resolve_device(device or rec.train.device))
     fam = family_of(model)
-    if fam.whole_image and (boxes is not None or whole_image):
-        err_console.print(f"note: {rec.model.name} finds the persons itself; --boxes / --whole-image are not used")
-        boxes, whole_image = None, False
+    if fam.whole_image and (boxes is not None or whole_image or detector is not None):
+        err_console.print(f"note: {rec.model.name} finds the persons itself; --boxes / --detector / --whole-image "
+                          "are not used")
+        boxes, whole_image, detector = None, False, None
     box_file = load_box_file(boxes, box_thr) if boxes is not None else None
+    det = None
+    if detector is not None or detector_weights is not None:
+        det_rec, det_model, _ = load_target_model(detector, detector_weights, None)
+        det = (det_model, det_rec)
     fl = (rec.eval.flip if flip is None else flip) and not fam.whole_image
-    opts = InferOptions(box_file, whole_image, fl, draw, kpt_thr, kpt_scores)
-    how = "end-to-end (no boxes)" if fam.whole_image else (f"boxes {boxes}" if boxes else "whole-image boxes")
+    opts = InferOptions(box_file, whole_image, det, det_thr, fl, draw, kpt_thr, kpt_scores)
+    how = "end-to-end (no boxes)" if fam.whole_image else (
+        f"boxes {boxes}" if boxes else f"detector {det[1].name}" if det else "whole-image boxes")
     console.print(f"[bold]infer[/] {rec.name} ({rec.model.name}) weights {w}: {len(sources.images)} image(s), "
                   f"{len(sources.videos)} video(s), {how}, flip {'on' if fl else 'off'}, device {dev}")
     with Progress(TextColumn("[bold]infer"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[what]}"),

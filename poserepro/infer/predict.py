@@ -9,6 +9,7 @@ images and need no boxes.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,6 @@ from torch.utils.data import DataLoader
 from ..data.boxes import box_to_center_scale
 from ..data.coco import PersonRecord
 from ..data.splits import make_dataset
-from ..data.whole_image import WholeImageDataset
 from ..evaluation.postprocess import rescore_and_nms
 from ..families import family_of
 from ..io import atomic_write_json
@@ -92,17 +92,52 @@ def predict_frames(
                            in_vis_thre=recipe.eval.in_vis_thre, sigmas=None, nms=False)
 
 
+def _whole_image_data(model: nn.Module, recipe: Recipe, frames: Sequence[Frame], tmp: Path) -> DataLoader:
+    """The frames through the whole-image family's own ``eval_data`` (its resize, padding and collate): a COCO
+    image list of the frames (absolute paths) stands in for the split's annotation file. The synthetic / MPII
+    dataset kinds become ``coco`` here so that resolving the split's files generates or checks nothing."""
+    info = tmp / "images.json"
+    atomic_write_json(info, {"images": [{"id": f.image_id, "file_name": str(Path(f.path).resolve()),
+                                         "width": f.size[0], "height": f.size[1]} for f in frames],
+                             "annotations": [], "categories": [{"id": 1, "name": "person"}]})
+    rec = recipe
+    if recipe.data.dataset != "coco":
+        rec = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, dataset="coco"))
+    data = family_of(model).eval_data(rec, "val", ann_file=info, image_dir=tmp)
+    return DataLoader(data.dataset, batch_size=recipe.eval.batch_size, shuffle=False, num_workers=0,
+                      collate_fn=getattr(data.dataset, "collate", None))
+
+
 def _predict_whole_images(model: nn.Module, recipe: Recipe, frames: Sequence[Frame],
                           device: torch.device) -> list[dict]:
-    """Whole-image family: a COCO image list of the frames (absolute paths) read by its own dataset."""
+    """Whole-image family (end-to-end PRTR): its own read-out on the whole frames."""
     with tempfile.TemporaryDirectory(prefix="poserepro-infer-") as tmp:
-        info = Path(tmp) / "images.json"
-        atomic_write_json(info, {"images": [{"id": f.image_id, "file_name": str(Path(f.path).resolve()),
-                                             "width": f.size[0], "height": f.size[1]} for f in frames],
-                                 "annotations": []})
-        d = recipe.data
-        ds = WholeImageDataset(info, Path(tmp), d.input_size, train=False, num_joints=d.num_joints,
-                               color_rgb=d.color_rgb)
-        loader = DataLoader(ds, batch_size=recipe.eval.batch_size, shuffle=False, num_workers=0,
-                            collate_fn=ds.collate)
+        loader = _whole_image_data(model, recipe, frames, Path(tmp))
         return family_of(model).predict(model, loader, recipe, False, device).results or []
+
+
+@torch.no_grad()
+def detect_boxes(detector: nn.Module, recipe: Recipe, frames: Sequence[Frame], device: torch.device,
+                 score_thr: float = 0.5) -> dict[int, list[dict]]:
+    """Person boxes of ``frames`` from a detector model: any model of a whole-image family whose ``predict`` gives
+    COCO detection results (``{"image_id", "bbox", "score"}``), e.g. PRTR's DETR person detector. Returns
+    image id → ``[{"bbox", "score"}]`` with ``score >= score_thr``, best first."""
+    from ..errors import PoseReproError
+
+    family = family_of(detector)
+    if not family.whole_image:
+        raise PoseReproError(f"{type(detector).__name__} is not a person detector: --detector takes a model that "
+                             "reads whole images and returns boxes (e.g. a prtr_detector_* run)")
+    detector.to(device).eval()
+    with tempfile.TemporaryDirectory(prefix="poserepro-detect-") as tmp:
+        loader = _whole_image_data(detector, recipe, frames, Path(tmp))
+        results = family.predict(detector, loader, recipe, False, device).results or []
+    if results and "bbox" not in results[0]:
+        raise PoseReproError(f"{type(detector).__name__} returns keypoints, not boxes: it is not a person detector "
+                             "(end-to-end PRTR needs no --detector; give it no boxes)")
+    out: dict[int, list[dict]] = {}
+    for r in sorted(results, key=lambda r: -float(r["score"])):
+        x, y, w, h = (float(v) for v in r["bbox"])
+        if float(r["score"]) >= score_thr and w > 0 and h > 0:
+            out.setdefault(int(r["image_id"]), []).append({"bbox": [x, y, w, h], "score": float(r["score"])})
+    return out

@@ -26,7 +26,7 @@ from ..families import family_of
 from ..io import atomic_output, atomic_write_bytes
 from ..recipes import Recipe
 from .boxes import BoxFile, check_matches
-from .predict import WHOLE_IMAGE_PADDING, Frame, predict_frames, whole_frame_box
+from .predict import WHOLE_IMAGE_PADDING, Frame, detect_boxes, predict_frames, whole_frame_box
 from .sources import Skipped, Sources, VideoInput
 
 #: ``progress({"done", "total", "what"})`` after each image / frame
@@ -40,6 +40,9 @@ class InferOptions:
 
     boxes: BoxFile | None = None
     whole_image: bool = False
+    #: ``(model, recipe)`` of a person detector (a whole-image family returning boxes), and its score threshold
+    detector: tuple[nn.Module, Recipe] | None = None
+    det_thr: float = 0.5
     flip: bool = False
     draw: bool = False
     kpt_thr: float = 0.3
@@ -60,18 +63,19 @@ class Summary:
 
 
 def box_mode(model: nn.Module, opts: InferOptions) -> str:
-    """``e2e`` (the model finds persons), ``boxes`` (a box file) or ``whole-image``; a top-down model with neither
-    is a one-line error."""
+    """``e2e`` (the model finds persons), ``boxes`` (a box file), ``detector`` or ``whole-image``; a top-down model
+    with none of them is a one-line error."""
     if family_of(model).whole_image:
         return "e2e"
-    if opts.boxes is not None and opts.whole_image:
-        raise DataError("give either --boxes FILE or --whole-image, not both")
-    if opts.boxes is not None:
-        return "boxes"
-    if opts.whole_image:
-        return "whole-image"
+    given = [m for m, on in (("boxes", opts.boxes is not None), ("detector", opts.detector is not None),
+                             ("whole-image", opts.whole_image)) if on]
+    if len(given) > 1:
+        raise DataError(f"give one person-box source, not both {' and '.join('--' + g for g in given)}")
+    if given:
+        return given[0]
     raise DataError("this top-down model needs person boxes: pass --boxes FILE (COCO detection JSON, e.g. from "
-                    "`poserepro detect`) or --whole-image (one person filling each frame)")
+                    "`poserepro detect`), --detector RUN (a person detector) or --whole-image (one person "
+                    "filling each frame)")
 
 
 def run_inference(model: nn.Module, recipe: Recipe, sources: Sources, out_dir: Path, opts: InferOptions,
@@ -98,10 +102,10 @@ def run_inference(model: nn.Module, recipe: Recipe, sources: Sources, out_dir: P
     frames = [Frame(im.path, im.image_id, im.size) for im in images]
     if mode == "boxes" and opts.boxes is not None and frames:
         check_matches(opts.boxes, [f.image_id for f in frames], "images")
-    boxes = _boxes_for(mode, opts, frames)
-    if mode == "boxes":
-        summary.skipped += [Skipped(str(f.path), f"no person box for image id {f.image_id} in {opts.boxes.path.name}")
-                            for f in frames if f.image_id not in boxes]
+    boxes = _boxes_for(mode, opts, frames, device)
+    if mode in ("boxes", "detector"):
+        summary.skipped += [Skipped(str(f.path), _no_box(mode, opts, f.image_id)) for f in frames
+                            if f.image_id not in boxes]
         frames = [f for f in frames if f.image_id in boxes]
     results: list[dict] = []
     for frame in frames:  # one image at a time: a progress tick per image, memory bounded
@@ -113,7 +117,7 @@ def run_inference(model: nn.Module, recipe: Recipe, sources: Sources, out_dir: P
         out = ""
         if opts.draw:
             img = cv2.imread(str(frame.path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-            _draw(img, res, boxes.get(frame.image_id, []) if mode == "boxes" else [], spec, opts)
+            _draw(img, res, boxes.get(frame.image_id, []) if mode in ("boxes", "detector") else [], spec, opts)
             dest = out_dir / f"{frame.path.stem}.png"
             ok, buf = cv2.imencode(".png", img)
             if not ok:
@@ -123,7 +127,7 @@ def run_inference(model: nn.Module, recipe: Recipe, sources: Sources, out_dir: P
             out = dest.name
         summary.rows.append((frame.path.name, 1, len(res), out))
         tick(frame.path.name)
-    if frames:
+    if sources.images:
         dest = out_dir / "keypoints.json"
         write_results(dest, results)
         summary.files.insert(0, dest)
@@ -142,13 +146,22 @@ def _renamed(im: Any, ids_by_name: dict[str, int], summary: Summary) -> Any:
     return replace(im, image_id=ids_by_name[im.path.name])
 
 
-def _boxes_for(mode: str, opts: InferOptions, frames: list[Frame]) -> dict[int, list[dict]]:
+def _boxes_for(mode: str, opts: InferOptions, frames: list[Frame], device: torch.device) -> dict[int, list[dict]]:
     """Boxes by image id for ``frames`` (frames without a box are absent)."""
+    if mode == "detector" and opts.detector is not None:
+        return detect_boxes(opts.detector[0], opts.detector[1], frames, device, opts.det_thr)
     if mode == "whole-image":
         return {f.image_id: [whole_frame_box(f.size)] for f in frames}
     if mode != "boxes" or opts.boxes is None:
         return {}
     return {f.image_id: opts.boxes.by_id[f.image_id] for f in frames if opts.boxes.by_id.get(f.image_id)}
+
+
+def _no_box(mode: str, opts: InferOptions, image_id: int | None) -> str:
+    what = f" for image id {image_id}" if image_id is not None else ""
+    if mode == "detector":
+        return f"the detector found no person{what} scored >= {opts.det_thr} (--det-thr)"
+    return f"no person box{what} in {opts.boxes.path.name if opts.boxes else 'the box file'}"
 
 
 def _draw(img: Any, results: list[dict], boxes: list[dict], spec: Any, opts: InferOptions) -> None:
@@ -191,8 +204,8 @@ def _run_video(model: nn.Module, recipe: Recipe, video: VideoInput, out_dir: Pat
                 if not chunk:
                     break
                 frames = [f for f, _ in chunk]
-                boxes = _boxes_for(mode, opts, frames)
-                if mode == "boxes":
+                boxes = _boxes_for(mode, opts, frames, device)
+                if mode in ("boxes", "detector"):
                     missing_boxes += sum(1 for f in frames if f.image_id not in boxes)
                 res = predict_frames(model, recipe, frames, boxes, opts.flip, device,
                                      WHOLE_IMAGE_PADDING if mode == "whole-image" else None)
@@ -203,8 +216,8 @@ def _run_video(model: nn.Module, recipe: Recipe, video: VideoInput, out_dir: Pat
                 results += res
                 for f, img in chunk:
                     if writer is not None:
-                        _draw(img, by_frame.get(f.image_id, []), boxes.get(f.image_id, []) if mode == "boxes"
-                              else [], spec, opts)
+                        _draw(img, by_frame.get(f.image_id, []), boxes.get(f.image_id, [])
+                              if mode in ("boxes", "detector") else [], spec, opts)
                         writer.write(img)
                     f.path.unlink(missing_ok=True)
                 tick(f"{video.path.name} frame {chunk[-1][0].image_id}", len(chunk))
@@ -213,8 +226,8 @@ def _run_video(model: nn.Module, recipe: Recipe, video: VideoInput, out_dir: Pat
             if writer is not None:
                 writer.release()
     if missing_boxes:
-        summary.skipped.append(Skipped(str(video.path), f"{missing_boxes} of {n} frames had no person box in "
-                                                        f"{opts.boxes.path.name if opts.boxes else '?'}"))
+        summary.skipped.append(Skipped(str(video.path), f"{missing_boxes} of {n} frames: "
+                                                        + _no_box(mode, opts, None)))
     dest = out_dir / f"{video.path.stem}.keypoints.json"
     write_results(dest, results)
     summary.files.append(dest)
