@@ -99,15 +99,20 @@ def run_inference(model: nn.Module, recipe: Recipe, sources: Sources, out_dir: P
     if mode == "boxes" and opts.boxes is not None and opts.boxes.ids_by_name is not None:
         images = [_renamed(im, opts.boxes.ids_by_name, summary) for im in images]
         images = [im for im in images if im is not None]
+        if len(images) < len(sources.images):
+            tick("(not in the box file)", len(sources.images) - len(images))
     frames = [Frame(im.path, im.image_id, im.size) for im in images]
     if mode == "boxes" and opts.boxes is not None and frames:
         check_matches(opts.boxes, [f.image_id for f in frames], "images")
     boxes = _boxes_for(mode, opts, frames, device)
     if mode in ("boxes", "detector"):
-        summary.skipped += [Skipped(str(f.path), _no_box(mode, opts, f.image_id)) for f in frames
-                            if f.image_id not in boxes]
+        for f in frames:
+            if f.image_id not in boxes:
+                summary.skipped.append(Skipped(str(f.path), _no_box(mode, opts, f.image_id)))
+                tick(f.path.name)
         frames = [f for f in frames if f.image_id in boxes]
     results: list[dict] = []
+    used: set[str] = set()
     for frame in frames:  # one image at a time: a progress tick per image, memory bounded
         res = predict_frames(model, recipe, [frame], boxes, opts.flip, device,
                              WHOLE_IMAGE_PADDING if mode == "whole-image" else None)
@@ -118,7 +123,10 @@ def run_inference(model: nn.Module, recipe: Recipe, sources: Sources, out_dir: P
         if opts.draw:
             img = cv2.imread(str(frame.path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
             _draw(img, res, boxes.get(frame.image_id, []) if mode in ("boxes", "detector") else [], spec, opts)
-            dest = out_dir / f"{frame.path.stem}.png"
+            name = f"{frame.path.stem}.png" if f"{frame.path.stem}.png" not in used else \
+                f"{frame.path.stem}_{frame.image_id}.png"  # the same name in two folders
+            used.add(name)
+            dest = out_dir / name
             ok, buf = cv2.imencode(".png", img)
             if not ok:
                 raise DataError(f"cannot encode the drawn image for {frame.path}")
