@@ -94,7 +94,7 @@ def draw_person(
             pa = (int(round(kp[a, 0])), int(round(kp[a, 1])))
             pb = (int(round(kp[b, 0])), int(round(kp[b, 1])))
             cv2.line(img, pa, pb, color, lw, cv2.LINE_AA)
-    font = 0.3 + 0.1 * lw
+    font = 0.25 + 0.05 * lw
     for k in np.flatnonzero(shown):
         p = (int(round(kp[k, 0])), int(round(kp[k, 1])))
         cv2.circle(img, p, lw + 1, pal.joints[k], -1, cv2.LINE_AA)
@@ -112,7 +112,7 @@ def draw_person(
         top = kp[shown][np.argmin(kp[shown, 1])]
         anchor = (int(round(top[0])), max(int(round(top[1])) - 3 * lw - 6, 10))
     if score is not None and anchor is not None:
-        cv2.putText(img, f"{score:.2f}", anchor, cv2.FONT_HERSHEY_SIMPLEX, font + 0.1, BOX_COLOR, 1, cv2.LINE_AA)
+        cv2.putText(img, f"{score:.2f}", anchor, cv2.FONT_HERSHEY_SIMPLEX, font + 0.05, BOX_COLOR, 1, cv2.LINE_AA)
     return img
 
 
@@ -123,7 +123,7 @@ def draw_box(img: np.ndarray, box: Sequence[float], score: float | None = None) 
     p1, p2 = (int(round(x)), int(round(y))), (int(round(x + w)), int(round(y + h)))
     cv2.rectangle(img, p1, p2, BOX_COLOR, max(1, lw // 2), cv2.LINE_AA)
     if score is not None:
-        cv2.putText(img, f"{score:.2f}", (p1[0] + 2, max(p1[1] - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 + 0.1 * lw,
+        cv2.putText(img, f"{score:.2f}", (p1[0] + 2, max(p1[1] - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.3 + 0.05 * lw,
                     BOX_COLOR, 1, cv2.LINE_AA)
     return img
 
