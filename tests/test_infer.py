@@ -305,3 +305,24 @@ def test_infer_with_a_detector_model(tmp_path: Path, smoke_weights: Path, one_th
     opts = InferOptions(detector=(_BoxModel(), load_recipe("prtr-e2e-smoke")), det_thr=0.95)
     summary = run_inference(model.eval(), rec, src, tmp_path / "b", opts, torch.device("cpu"))
     assert len(summary.skipped) == 2 and "the detector found no person" in summary.skipped[0].reason
+
+
+@pytest.mark.parametrize("recipe", ["btranspose-smoke", "simplebaseline-smoke", "tfpose-smoke", "prtr-smoke"])
+def test_infer_every_top_down_family(recipe: str, tmp_path: Path, one_thread: None) -> None:
+    torch.manual_seed(0)
+    w = tmp_path / "w.pth"
+    torch.save({"model": build_model(load_recipe(recipe)).state_dict()}, w)
+    img = COCO_MINI / "images" / "000000040083.jpg"
+    r = invoke("infer", img, "-m", recipe, "--weights", w, "--whole-image", "--out", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "o" / "keypoints.json").read_text())
+    assert len(res) == 1 and res[0]["image_id"] == 40083 and len(res[0]["keypoints"]) == 51
+    kp = np.asarray(res[0]["keypoints"]).reshape(17, 3)
+    assert np.isfinite(kp).all()
+
+
+def test_official_weights_pick_their_recipe() -> None:
+    from poserepro.cli.infer import recipe_for_weights
+
+    assert recipe_for_weights("official:tp_r_256x192_enc4_d256_h1024_mh8") == "transpose-r-a4"
+    assert recipe_for_weights("official:tp_h_48_256x192_enc6_d96_h192_mh1") == "transpose-h-a6"
