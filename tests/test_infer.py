@@ -326,3 +326,20 @@ def test_official_weights_pick_their_recipe() -> None:
 
     assert recipe_for_weights("official:tp_r_256x192_enc4_d256_h1024_mh8") == "transpose-r-a4"
     assert recipe_for_weights("official:tp_h_48_256x192_enc6_d96_h192_mh1") == "transpose-h-a6"
+
+
+def test_infer_cli_with_prtr_detector(tmp_path: Path, smoke_weights: Path, one_thread: None) -> None:
+    """--detector with PRTR's DETR person detector (registered by the PRTR detector work, issue 16)."""
+    from poserepro.models.registry import list_models
+
+    if "prtr_detector_smoke" not in list_models():
+        pytest.skip("prtr_detector_smoke is not registered in this tree (PRTR person detector, issue 16)")
+    torch.manual_seed(0)
+    w = tmp_path / "det.pth"
+    torch.save({"model": build_model(load_recipe("prtr-detector-smoke")).state_dict()}, w)
+    r = invoke("infer", COCO_MINI / "images" / "000000000785.jpg", "-m", "transpose-r-smoke", "--weights",
+               smoke_weights, "--detector", "prtr-detector-smoke", "--detector-weights", w, "--det-thr", "0",
+               "--out", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "o" / "keypoints.json").read_text())
+    assert res and {x["image_id"] for x in res} == {785}
