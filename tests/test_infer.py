@@ -343,3 +343,15 @@ def test_infer_cli_with_prtr_detector(tmp_path: Path, smoke_weights: Path, one_t
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "o" / "keypoints.json").read_text())
     assert res and {x["image_id"] for x in res} == {785}
+
+
+def test_same_file_name_in_two_folders(tmp_path: Path, smoke_weights: Path, one_thread: None) -> None:
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "me.jpg").write_bytes((COCO_MINI / "images" / "000000000785.jpg").read_bytes())
+    r = invoke("infer", tmp_path / "a", tmp_path / "b", "-m", "transpose-r-smoke", "--weights", smoke_weights,
+               "--whole-image", "--draw", "--no-flip", "--out", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "o" / "keypoints.json").read_text())
+    assert sorted(x["image_id"] for x in res) == [1, 2]  # not numbered names: positions
+    assert (tmp_path / "o" / "me.png").is_file() and (tmp_path / "o" / "me_2.png").is_file()

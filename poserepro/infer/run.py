@@ -3,8 +3,9 @@ out, with everything that was skipped said.
 
 Outputs in ``out_dir``: ``keypoints.json`` (all images; each result also carries its ``file_name``), one
 ``<video stem>.keypoints.json`` per video (``image_id`` = frame index, plus ``frame``), and with ``draw`` one PNG
-per image (``<stem>.png``, lossless) and one ``<video stem>.mp4`` per video. Video frames are processed in chunks
-(written losslessly to a temporary folder so that they go through the very same data path as image files).
+per image (``<stem>.png``, lossless; ``<stem>_<image id>.png`` for a second image of the same name) and one
+``<video stem>.mp4`` per video. Images and video frames go through the model in chunks of :data:`CHUNK`; video
+frames are written losslessly to a temporary folder so that they take the very same data path as image files.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from .sources import Skipped, Sources, VideoInput
 
 #: ``progress({"done", "total", "what"})`` after each image / frame
 ProgressFn = Callable[[dict[str, Any]], None]
-VIDEO_CHUNK = 16
+#: images / video frames per forward pass
+CHUNK = 16
 
 
 @dataclass
@@ -113,28 +115,21 @@ def run_inference(model: nn.Module, recipe: Recipe, sources: Sources, out_dir: P
         frames = [f for f in frames if f.image_id in boxes]
     results: list[dict] = []
     used: set[str] = set()
-    for frame in frames:  # one image at a time: a progress tick per image, memory bounded
-        res = predict_frames(model, recipe, [frame], boxes, opts.flip, device,
-                             WHOLE_IMAGE_PADDING if mode == "whole-image" else None)
-        for r in res:
-            r["file_name"] = frame.path.name
-        results += res
-        out = ""
-        if opts.draw:
-            img = cv2.imread(str(frame.path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-            _draw(img, res, boxes.get(frame.image_id, []) if mode in ("boxes", "detector") else [], spec, opts)
-            name = f"{frame.path.stem}.png" if f"{frame.path.stem}.png" not in used else \
-                f"{frame.path.stem}_{frame.image_id}.png"  # the same name in two folders
-            used.add(name)
-            dest = out_dir / name
-            ok, buf = cv2.imencode(".png", img)
-            if not ok:
-                raise DataError(f"cannot encode the drawn image for {frame.path}")
-            atomic_write_bytes(dest, buf.tobytes())
-            summary.files.append(dest)
-            out = dest.name
-        summary.rows.append((frame.path.name, 1, len(res), out))
-        tick(frame.path.name)
+    pad = WHOLE_IMAGE_PADDING if mode == "whole-image" else None
+    for start in range(0, len(frames), CHUNK):  # a few images per forward pass, memory bounded
+        chunk = frames[start:start + CHUNK]
+        by_image: dict[int, list[dict]] = {f.image_id: [] for f in chunk}
+        for r in predict_frames(model, recipe, chunk, boxes, opts.flip, device, pad):
+            by_image[int(r["image_id"])].append(r)
+        for frame in chunk:
+            res = by_image[frame.image_id]
+            for r in res:
+                r["file_name"] = frame.path.name
+            results += res
+            out = _write_drawn(frame, res, boxes.get(frame.image_id, []) if mode in ("boxes", "detector") else [],
+                               out_dir, spec, opts, used, summary) if opts.draw else ""
+            summary.rows.append((frame.path.name, 1, len(res), out))
+            tick(frame.path.name)
     if sources.images:
         dest = out_dir / "keypoints.json"
         write_results(dest, results)
@@ -142,6 +137,22 @@ def run_inference(model: nn.Module, recipe: Recipe, sources: Sources, out_dir: P
     for video in sources.videos:
         _run_video(model, recipe, video, out_dir, opts, mode, device, summary, tick)
     return summary
+
+
+def _write_drawn(frame: Frame, res: list[dict], boxes: list[dict], out_dir: Path, spec: Any, opts: InferOptions,
+                 used: set[str], summary: Summary) -> str:
+    """Draw one image's results into ``<stem>.png`` (``<stem>_<id>.png`` when two folders share a name)."""
+    img = cv2.imread(str(frame.path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    _draw(img, res, boxes, spec, opts)
+    name = f"{frame.path.stem}.png"
+    name = name if name not in used else f"{frame.path.stem}_{frame.image_id}.png"
+    used.add(name)
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise DataError(f"cannot encode the drawn image for {frame.path}")
+    atomic_write_bytes(out_dir / name, buf.tobytes())
+    summary.files.append(out_dir / name)
+    return name
 
 
 def _renamed(im: Any, ids_by_name: dict[str, int], summary: Summary) -> Any:
@@ -180,7 +191,7 @@ def _draw(img: Any, results: list[dict], boxes: list[dict], spec: Any, opts: Inf
 
 def _run_video(model: nn.Module, recipe: Recipe, video: VideoInput, out_dir: Path, opts: InferOptions, mode: str,
                device: torch.device, summary: Summary, tick: Callable[..., None]) -> None:
-    """Frames in chunks of :data:`VIDEO_CHUNK`: predict, draw into the MP4, collect the results."""
+    """Frames in chunks of :data:`CHUNK`: predict, draw into the MP4, collect the results."""
     spec = recipe.data.keypoint_spec()
     if mode == "boxes" and opts.boxes is not None:
         check_matches(opts.boxes, list(range(max(video.frames, 1))), f"frames of {video.path.name}")
@@ -200,7 +211,7 @@ def _run_video(model: nn.Module, recipe: Recipe, video: VideoInput, out_dir: Pat
             done = False
             while not done:
                 chunk: list[tuple[Frame, Any]] = []
-                while len(chunk) < VIDEO_CHUNK:
+                while len(chunk) < CHUNK:
                     ok, img = cap.read()
                     if not ok or img is None:
                         done = True
