@@ -117,6 +117,23 @@ def atomic_write_figure(path: str | Path, fig: Any, dpi: int = 120) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` for writers that need a file name (``cv2.VideoWriter``, exporters); it is
+    renamed onto ``path`` when the block ends without an error and removed otherwise. The temporary name keeps
+    ``path``'s suffix (writers pick their format by it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 #: the entry a saved dict carries: sha256 over its tensors (names, dtypes, shapes, bytes), verified on load
 CHECKSUM_KEY = "tensors_sha256"
 

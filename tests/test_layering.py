@@ -16,6 +16,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "_version"),
     ("io",),
     ("geometry", "keypoints"),
+    ("draw",),
     ("recipes",),
     ("results",),
     ("codecs",),
@@ -25,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("weights",),
     ("families",),
     ("engine",),
-    ("bench", "sweeps", "report", "curves", "explain", "regression", "pretrain"),
+    ("bench", "sweeps", "report", "curves", "explain", "regression", "pretrain", "infer", "export"),
     ("cli",),
     ("__init__", "__main__"),
 )

@@ -21,6 +21,8 @@ from .convert import convert as convert_cmd
 from .demo import demo_cmd
 from .evaluate import eval_cmd
 from .explain import explain_cmd
+from .export import export_cmd
+from .infer import infer_cmd
 from .report import report_cmd
 from .synth import synth_cmd
 from .train import train_cmd
@@ -93,6 +95,8 @@ app.command("eval")(eval_cmd)
 app.command("demo")(demo_cmd)
 app.command("ablate")(ablate_cmd)
 app.command("explain")(explain_cmd)
+app.command("infer")(infer_cmd)
+app.command("export")(export_cmd)
 app.command("report")(report_cmd)
 app.command("bench")(bench_cmd)
 app.command("convert")(convert_cmd)
