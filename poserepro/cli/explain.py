@@ -73,6 +73,7 @@ def explain_cmd(
     step: Annotated[int, typer.Option(help="Position figure: show every STEP-th grid location.")] = 2,
     out: Annotated[Path | None, typer.Option(help="Output PNG (default dependency_areas.png / explain_FIGURE.png).")]
     = None,
+    dpi: Annotated[int, typer.Option(help="PNG resolution (dots per inch).")] = 100,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the numbers behind it as JSON.")]
     = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Recipe override section.key=value, e.g. "
@@ -93,6 +94,8 @@ def explain_cmd(
         raise PoseReproError(f"--figure must be auto or one of {', '.join(FIGURES)}, got {figure!r}")
     if kind not in ("dependency", "affected"):
         raise PoseReproError(f"--kind must be dependency or affected, got {kind!r}")
+    if not 20 <= dpi <= 600:
+        raise PoseReproError(f"--dpi must be between 20 and 600, got {dpi}")
     subject, _ = _subject(target, weights, set_, split, ann, images, index)
     other = None
     if compare is not None:
@@ -104,5 +107,5 @@ def explain_cmd(
         out = Path("dependency_areas.png" if fig == "dependency" else f"explain_{fig}.png")
     path, summary = draw(fig, subject, out, json_out, compare=other, kind=kind, threshold=threshold, mhsa=mhsa,
                          joints=sel if joints else None, layers=layer, level=level, max_persons=max_persons,
-                         queries=queries, position_step=step)
+                         queries=queries, position_step=step, dpi=dpi)
     console.print(f"{summary} → {path}" + (f" (numbers: {json_out})" if json_out else ""))

@@ -125,7 +125,7 @@ def _draw_pose(ax, crop_rgb: np.ndarray, kp: np.ndarray, skeleton: Sequence[tupl
 def render_dependency_grid(
     crop_rgb: np.ndarray, runs: Sequence[tuple[str, DependencyMaps]], joint_names: Sequence[str], out: str | Path,
     joints: Sequence[int] | None = None, kind: str = "dependency", caption: str = "",
-    skeleton: Sequence[tuple[int, int]] = (),
+    skeleton: Sequence[tuple[int, int]] = (), dpi: int = 100,
 ) -> Path:
     """One row per (run, layer), one column per selected joint (map over the crop, predicted keypoint as a white
     star), plus a first column with the run's predicted pose (BTranspose Fig. 3 layout). PNG, atomically."""
@@ -155,16 +155,17 @@ def render_dependency_grid(
         ax.set_yticks([])
     fig.suptitle(f"{kind} areas", fontsize=8)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
-    return save_figure(fig, out, caption)
+    return save_figure(fig, out, caption, dpi)
 
 
 def render_dependency_figure(
     crop_rgb: np.ndarray, maps: DependencyMaps, joint_names: tuple[str, ...], out: str | Path,
     joints: tuple[int, ...] | None = None, kind: str = "dependency", caption: str = "",
-    skeleton: Sequence[tuple[int, int]] = (),
+    skeleton: Sequence[tuple[int, int]] = (), dpi: int = 100,
 ) -> Path:
     """Grid figure of one model: one row per attention layer, one column per selected joint (PNG)."""
-    return render_dependency_grid(crop_rgb, [("", maps)], joint_names, out, joints, kind, caption, skeleton)
+    return render_dependency_grid(crop_rgb, [("", maps)], joint_names, out, joints, kind, caption, skeleton,
+                                  dpi)
 
 
 def dependency_numbers(runs: Sequence[tuple[str, DependencyMaps]], joints: Sequence[int],

@@ -99,7 +99,7 @@ def draw(
     figure: str, subject: Subject, out: str | Path, json_out: str | Path | None = None, *,
     compare: Subject | None = None, kind: str = "dependency", threshold: float = 0.0, mhsa: bool | None = None,
     joints: Sequence[int] | None = None, layers: Sequence[int] | None = None, level: int = 0,
-    max_persons: int | None = None, batch_size: int = 16, queries: int = 16, position_step: int = 2,
+    max_persons: int | None = None, batch_size: int = 16, queries: int = 16, position_step: int = 2, dpi: int = 100,
 ) -> tuple[Path, str]:
     """Draw ``figure`` (a key of :data:`FIGURES`) to ``out``; returns ``(path, one-line summary)``."""
     if figure not in FIGURES:
@@ -123,14 +123,14 @@ def draw(
         cap = (f"run {' vs '.join(r[0] for r in runs)} · {subject.image_caption()} · layers {shown} · "
                f"keypoints {_names(names, sel)}")
         path = render_dependency_grid(crop_rgb(subject.dataset[subject.index]["image"]), runs, names, out, sel,
-                                      kind, cap, subject.skeleton)
+                                      kind, cap, subject.skeleton, dpi)
         numbers = dependency_numbers(runs, sel, names)
         summary = f"{kind} areas of {len(sel)} keypoints over {sum(len(r[1].layers) for r in runs)} layer rows"
     elif figure == "position":
         sim = position_similarity(m)
         cap = (f"run {subject.label} · no image (the {sim.kind} table itself) · layer: position embedding "
                f"{sim.grid[0]}x{sim.grid[1]} · all locations, every {position_step}th shown")
-        path = render_position_similarity(sim, out, position_step, cap)
+        path = render_position_similarity(sim, out, position_step, cap, dpi)
         numbers = position_numbers(sim, position_step)
         summary = f"cosine similarity of the {sim.grid[0]}x{sim.grid[1]} {sim.kind} position embedding"
     elif figure == "q2q":
@@ -138,7 +138,7 @@ def draw(
         li = _positions(layers, qa.attention.shape[0], "decoder layers")
         cap = (f"run {subject.label} · mean over {qa.count} crops of the split · decoder layers "
                f"{', '.join(str(i + 1) for i in li)} · all {k} keypoint queries")
-        path = render_q2q(qa, names, out, li, cap)
+        path = render_q2q(qa, names, out, li, cap, dpi)
         numbers = q2q_numbers(qa, names)
         summary = f"q2q attention of {qa.attention.shape[0]} decoder layers over {qa.count} crops"
     elif figure == "sampling":
@@ -152,7 +152,7 @@ def draw(
             gt = np.where(item["joints_vis"].numpy()[:, None] > 0, gt, np.nan)
         cap = (f"run {subject.label} · {subject.image_caption()} · decoder layer {sp.layer + 1}, level {sp.level} "
                f"(stride {sp.stride}) · keypoint queries {_names(names, sel)}")
-        path = render_sampling_points(crop_rgb(item["image"]), sp, names, out, sel, gt, cap)
+        path = render_sampling_points(crop_rgb(item["image"]), sp, names, out, sel, gt, cap, dpi)
         numbers = sampling_numbers(sp, sel, names, gt)
         inside = sp.inside[sel]
         summary = f"{inside.size} sampling points of {len(sel)} queries, {int(inside.sum())} inside the crop"
@@ -165,7 +165,8 @@ def draw(
             gt = gt[item["joints_vis"].numpy() > 0]
         cap = (f"run {subject.label} · {subject.image_caption()} · decoder layers 1-{ref.keypoints.shape[0]} · "
                f"all keypoints (heat map: {joint_name(names, joint)})")
-        path = render_refinement(crop_rgb(item["image"]), ref, names, out, joint, subject.skeleton, gt, cap)
+        path = render_refinement(crop_rgb(item["image"]), ref, names, out, joint, subject.skeleton, gt, cap,
+                                 dpi)
         numbers = refinement_numbers(ref, names, joint)
         summary = f"read-out after each of {ref.keypoints.shape[0]} decoder layers"
     else:  # queries
@@ -176,7 +177,7 @@ def draw(
         shown = qc.most_specialised(min(queries, qc.distribution.shape[0]))
         cap = (f"run {subject.label} · {qc.count} crops of the split · decoder layer {li + 1} · "
                f"{len(shown)} of {qc.distribution.shape[0]} queries (most often a keypoint) x all classes")
-        path = render_query_classes(qc, names, out, shown, cap)
+        path = render_query_classes(qc, names, out, shown, cap, dpi)
         numbers = query_class_numbers(qc, names, shown)
         summary = f"class distribution of {qc.distribution.shape[0]} queries over {qc.count} crops"
     if json_out is not None:

@@ -46,7 +46,8 @@ def position_similarity(model: nn.Module) -> PositionSimilarity:
     return PositionSimilarity(sim.numpy(), (int(pe.grid[0]), int(pe.grid[1])), str(pe.kind))
 
 
-def render_position_similarity(sim: PositionSimilarity, out: str | Path, step: int = 2, caption: str = "") -> Path:
+def render_position_similarity(sim: PositionSimilarity, out: str | Path, step: int = 2, caption: str = "",
+                               dpi: int = 100) -> Path:
     """A grid of maps: the panel in row y, column x is the similarity map of location (y, x); every ``step``-th
     location is shown (the paper shows every 4th of 32×24). PNG, atomically."""
     plt = pyplot()
@@ -66,7 +67,7 @@ def render_position_similarity(sim: PositionSimilarity, out: str | Path, step: i
                 ax.set_title(str(x), fontsize=5)
     fig.suptitle(f"{sim.kind} PE, cosine similarity ({h}x{w}; panel y, x)", fontsize=7)
     fig.subplots_adjust(left=0.04, right=0.99, top=0.9, bottom=0.07, wspace=0.05, hspace=0.05)
-    return save_figure(fig, out, caption)
+    return save_figure(fig, out, caption, dpi)
 
 
 def position_numbers(sim: PositionSimilarity, step: int) -> dict:

@@ -85,6 +85,7 @@ def refinement(model: nn.Module, image: torch.Tensor) -> Refinement:
 def render_refinement(
     crop_rgb: np.ndarray, ref: Refinement, joint_names: Sequence[str], out: str | Path, joint: int,
     skeleton: Sequence[tuple[int, int]] = (), gt: np.ndarray | None = None, caption: str = "",
+    dpi: int = 100,
 ) -> Path:
     """Fig. 4 layout: top row the read-out pose after each decoder layer (+ GT), bottom row the query heat map
     of ``joint`` after each layer. PNG."""
@@ -113,7 +114,7 @@ def render_refinement(
             a.set_ylim(h, 0)
     fig.suptitle("PRTR refinement: read-out after each decoder layer (red; GT green) / query heat map", fontsize=7)
     fig.tight_layout(rect=(0, 0.04, 1, 0.95))
-    return save_figure(fig, out, caption)
+    return save_figure(fig, out, caption, dpi)
 
 
 def refinement_numbers(ref: Refinement, joint_names: Sequence[str], joint: int) -> dict:
@@ -161,7 +162,7 @@ def query_classes(model: nn.Module, batches: Iterable[dict], layer: int = -1) ->
 
 
 def render_query_classes(qc: QueryClasses, joint_names: Sequence[str], out: str | Path,
-                         queries: Sequence[int], caption: str = "") -> Path:
+                         queries: Sequence[int], caption: str = "", dpi: int = 100) -> Path:
     """Fig. 7 layout: one row per selected query, one column per class (background last), the probability ×100
     written in each cell. PNG."""
     plt = pyplot()
@@ -180,7 +181,7 @@ def render_query_classes(qc: QueryClasses, joint_names: Sequence[str], out: str 
     ax.set_yticks(range(len(queries)), [f"query {q}" for q in queries], fontsize=5)
     ax.set_title(f"predicted class per query over {qc.count} crops (x100)", fontsize=7)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return save_figure(fig, out, caption)
+    return save_figure(fig, out, caption, dpi)
 
 
 def query_class_numbers(qc: QueryClasses, joint_names: Sequence[str], queries: Sequence[int]) -> dict:

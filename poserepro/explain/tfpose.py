@@ -57,7 +57,7 @@ def q2q_attention(model: nn.Module, batches: Iterable[dict]) -> QueryAttention:
 
 
 def render_q2q(qa: QueryAttention, joint_names: Sequence[str], out: str | Path, layers: Sequence[int] | None = None,
-               caption: str = "") -> Path:
+               caption: str = "", dpi: int = 100) -> Path:
     """One ``K × K`` heat map per selected decoder layer (row: query joint, column: key joint). PNG."""
     plt = pyplot()
     layers = tuple(layers) if layers else tuple(range(qa.attention.shape[0]))
@@ -74,7 +74,7 @@ def render_q2q(qa: QueryAttention, joint_names: Sequence[str], out: str | Path, 
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=5)
     fig.suptitle(f"q2q attention, mean over {qa.count} crops", fontsize=8)
     fig.tight_layout(rect=(0, 0.04, 1, 0.96))
-    return save_figure(fig, out, caption)
+    return save_figure(fig, out, caption, dpi)
 
 
 @dataclass
@@ -129,6 +129,7 @@ def sampling_points(model: nn.Module, image: torch.Tensor, layer: int = -1, leve
 def render_sampling_points(
     crop_rgb: np.ndarray, sp: SamplingPoints, joint_names: Sequence[str], out: str | Path,
     joints: Sequence[int], gt: np.ndarray | None = None, caption: str = "",
+    dpi: int = 100,
 ) -> Path:
     """One panel per selected joint query: the crop, its sampling points coloured by attention weight, the GT
     joint (yellow circle) and the layer's estimate (cyan cross). Points outside the crop are not drawn. PNG."""
@@ -154,7 +155,7 @@ def render_sampling_points(
         ax.set_ylim(crop_rgb.shape[0], 0)
     fig.suptitle(f"deformable sampling points, decoder layer {sp.layer + 1}, level stride {sp.stride}", fontsize=7)
     fig.tight_layout(rect=(0, 0.04, 1, 0.96))
-    return save_figure(fig, out, caption)
+    return save_figure(fig, out, caption, dpi)
 
 
 def sampling_numbers(sp: SamplingPoints, joints: Sequence[int], joint_names: Sequence[str],
