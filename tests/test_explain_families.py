@@ -211,11 +211,17 @@ def test_prtr_query_class_distribution(tmp_path: Path) -> None:
         arg = model(xs)["pred_logits"].argmax(-1)  # (3, Q) hand count
     want = np.stack([(arg == c).float().mean(0).numpy() for c in range(18)], 1)
     np.testing.assert_allclose(qc.distribution, want, atol=1e-6)
+    np.testing.assert_array_equal(qc.predicted, arg.numpy())
+    assert qc.locations.shape == (3, 50, 2) and (qc.locations >= 0).all()
+    assert (qc.locations[..., 0] <= W).all() and (qc.locations[..., 1] <= H).all()
     js = tmp_path / "q.json"
     draw("queries", subject(model, "runs/prtr"), tmp_path / "q.png", js, queries=5, batch_size=2)
     data = json.loads(js.read_text())
     assert png_ok(tmp_path / "q.png") and len(data["shown"]) == 5 and data["classes"][-1] == "background"
     np.testing.assert_allclose(np.array(data["distribution"]).sum(1), 1.0, rtol=1e-6)
+    draw("query-locations", subject(model, "runs/prtr"), tmp_path / "l.png", tmp_path / "l.json")
+    assert png_ok(tmp_path / "l.png") and np.array(json.loads((tmp_path / "l.json").read_text())["locations"]).shape \
+        == (3, 50, 2)
 
 
 # ------------------------------------------------------------------------------------------------ CLI

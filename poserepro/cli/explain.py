@@ -11,8 +11,8 @@ import typer
 
 from .common import console, handle_errors
 
-_FIGURE_HELP = ("auto (the family's first) | dependency | position | q2q | sampling | refinement | queries; "
-                "see the command help.")
+_FIGURE_HELP = ("auto (the family's first) | dependency | position | q2q | sampling | refinement | queries | "
+                "query-locations; see the command help.")
 
 
 def _subject(target: str | None, weights: str | None, set_: list[str] | None, split: str, ann: Path | None,
@@ -84,7 +84,8 @@ def explain_cmd(
     Figures: dependency (TransPose / BTranspose attention areas per layer, MHSA blocks included for BTranspose,
     --compare for two runs), position (cosine similarity of the position embedding), q2q (TFPose query-to-query
     attention over the split), sampling (TFPose deformable sampling points), refinement (PRTR keypoints after each
-    decoder layer), queries (PRTR predicted-class distribution per query).
+    decoder layer), queries (PRTR predicted-class distribution per query), query-locations (where each PRTR query
+    predicts each class).
     """
     from ..errors import PoseReproError
     from ..explain.common import select_joints

@@ -18,6 +18,7 @@ from .prtr import (
     refinement,
     refinement_numbers,
     render_query_classes,
+    render_query_locations,
     render_refinement,
 )
 from .tfpose import (
@@ -36,5 +37,6 @@ __all__ = [
     "dependency_areas", "dependency_numbers", "position_numbers", "position_similarity", "q2q_attention",
     "q2q_numbers", "query_class_numbers", "query_classes", "refinement", "refinement_numbers",
     "render_dependency_figure", "render_dependency_grid", "render_position_similarity", "render_q2q",
-    "render_query_classes", "render_refinement", "render_sampling_points", "sampling_numbers", "sampling_points",
+    "render_query_classes", "render_query_locations", "render_refinement", "render_sampling_points",
+    "sampling_numbers", "sampling_points",
 ]

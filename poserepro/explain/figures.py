@@ -22,6 +22,7 @@ from .prtr import (
     refinement,
     refinement_numbers,
     render_query_classes,
+    render_query_locations,
     render_refinement,
     require_prtr,
 )
@@ -44,6 +45,7 @@ FIGURES: dict[str, str] = {
     "sampling": "deformable sampling points of the joint queries (TFPose Fig. 7)",
     "refinement": "keypoints after each decoder layer + query heat map (PRTR Fig. 4)",
     "queries": "distribution of predicted classes per query over the split (PRTR Fig. 7)",
+    "query-locations": "where each query predicts each keypoint class over the split (PRTR Fig. 5)",
 }
 
 
@@ -92,7 +94,9 @@ def _positions(layers: Sequence[int] | None, n: int, what: str) -> list[int]:
 
 
 def _names(joint_names: Sequence[str], joints: Sequence[int]) -> str:
-    return ", ".join(joint_name(joint_names, j) for j in joints) if len(joints) <= 6 else f"{len(joints)} keypoints"
+    if len(joints) <= 6:
+        return ", ".join(joint_name(joint_names, j) for j in joints)
+    return f"{len(joints)} ({joint_name(joint_names, joints[0])} ... {joint_name(joint_names, joints[-1])})"
 
 
 def draw(
@@ -169,15 +173,20 @@ def draw(
                                  dpi)
         numbers = refinement_numbers(ref, names, joint)
         summary = f"read-out after each of {ref.keypoints.shape[0]} decoder layers"
-    else:  # queries
+    else:  # queries, query-locations
         require_prtr(m)
         n_dec = len(m.transformer.decoder.layers)
         li = _positions(layers, n_dec, "decoder layers")[-1] if layers else n_dec - 1
         qc = query_classes(m, iterate_crops(subject.dataset, batch_size, max_persons), li)
         shown = qc.most_specialised(min(queries, qc.distribution.shape[0]))
-        cap = (f"run {subject.label} · {qc.count} crops of the split · decoder layer {li + 1} · "
-               f"{len(shown)} of {qc.distribution.shape[0]} queries (most often a keypoint) x all classes")
-        path = render_query_classes(qc, names, out, shown, cap, dpi)
+        if figure == "queries":
+            cap = (f"run {subject.label} · {qc.count} crops of the split · decoder layer {li + 1} · "
+                   f"{len(shown)} of {qc.distribution.shape[0]} queries (most often a keypoint) x all classes")
+            path = render_query_classes(qc, names, out, shown, cap, dpi)
+        else:
+            cap = (f"run {subject.label} · {qc.count} crops of the split · decoder layer {li + 1} · "
+                   f"all {qc.distribution.shape[0]} queries x all keypoint classes")
+            path = render_query_locations(qc, names, out, tuple(m.input_size), cap, dpi)
         numbers = query_class_numbers(qc, names, shown)
         summary = f"class distribution of {qc.distribution.shape[0]} queries over {qc.count} crops"
     if json_out is not None:

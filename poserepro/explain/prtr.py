@@ -128,11 +128,14 @@ def refinement_numbers(ref: Refinement, joint_names: Sequence[str], joint: int) 
 @dataclass
 class QueryClasses:
     """``distribution (Q, K+1)``: the fraction of ``count`` crops in which query q's argmax class is c
-    (background last); ``mean_probs (Q, K+1)``: its mean softmax."""
+    (background last); ``mean_probs (Q, K+1)``: its mean softmax; ``predicted (N, Q)``: every crop's argmax
+    classes and ``locations (N, Q, 2)`` the queries' coordinates in crop pixels (Fig. 5)."""
 
     distribution: np.ndarray
     mean_probs: np.ndarray
     count: int
+    predicted: np.ndarray | None = None
+    locations: np.ndarray | None = None
 
     def most_specialised(self, n: int) -> list[int]:
         """The ``n`` queries that most often predict a keypoint (not background), most first; ties by index."""
@@ -148,17 +151,23 @@ def query_classes(model: nn.Module, batches: Iterable[dict], layer: int = -1) ->
     counts: torch.Tensor | None = None
     probs: torch.Tensor | None = None
     n = 0
+    preds, locs = [], []
+    size = torch.tensor(model.input_size, dtype=torch.float32)
     for batch in batches:
-        logits, _ = _layer_outputs(model, batch["image"])
+        logits, coords = _layer_outputs(model, batch["image"])
         lg = logits[layer]  # (B, Q, K+1)
-        onehot = torch.nn.functional.one_hot(lg.argmax(-1), lg.shape[-1]).float().sum(0)
+        arg = lg.argmax(-1)
+        onehot = torch.nn.functional.one_hot(arg, lg.shape[-1]).float().sum(0)
         p = lg.softmax(-1).sum(0)
         counts = onehot if counts is None else counts + onehot
         probs = p if probs is None else probs + p
         n += lg.shape[0]
+        preds.append(arg)
+        locs.append(coords[layer] * size)
     if counts is None or probs is None:
         raise PoseReproError("no crops to count query classes over")
-    return QueryClasses((counts / n).numpy(), (probs / n).numpy(), n)
+    return QueryClasses((counts / n).numpy(), (probs / n).numpy(), n, torch.cat(preds).numpy(),
+                        torch.cat(locs).numpy())
 
 
 def render_query_classes(qc: QueryClasses, joint_names: Sequence[str], out: str | Path,
@@ -184,9 +193,45 @@ def render_query_classes(qc: QueryClasses, joint_names: Sequence[str], out: str 
     return save_figure(fig, out, caption, dpi)
 
 
+def render_query_locations(qc: QueryClasses, joint_names: Sequence[str], out: str | Path, size: tuple[int, int],
+                           caption: str = "", dpi: int = 100) -> Path:
+    """Fig. 5 layout: one panel per class (background last) with every location a query predicted for it over
+    the split, one colour per query, in the crop frame ``size = (w, h)``. PNG."""
+    if qc.predicted is None or qc.locations is None:
+        raise PoseReproError("these query classes were counted without locations")
+    plt = pyplot()
+    k1 = qc.distribution.shape[1]
+    nq = qc.distribution.shape[0]
+    labels = [joint_name(joint_names, j) for j in range(k1 - 1)] + ["background"]
+    cols = 6
+    rows = (k1 + cols - 1) // cols
+    w, h = size
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.6 * rows + 0.5), squeeze=False)
+    cmap = plt.get_cmap("tab20")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for c in range(k1):
+        ax = axes[c // cols][c % cols]
+        ax.set_axis_on()
+        sel = qc.predicted == c
+        q_idx = np.nonzero(sel)[1]
+        pts = qc.locations[sel]
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, c=[cmap(q % 20) for q in q_idx], linewidths=0)
+        ax.set_xlim(0, w)
+        ax.set_ylim(h, 0)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{labels[c]} ({len(set(q_idx.tolist()))}/{nq} q)", fontsize=5)
+    fig.suptitle(f"where each query predicts each class, {qc.count} crops (colour = query)", fontsize=7)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.95))
+    return save_figure(fig, out, caption, dpi)
+
+
 def query_class_numbers(qc: QueryClasses, joint_names: Sequence[str], queries: Sequence[int]) -> dict:
     """The numbers behind the query-class figure (every query, with the shown ones listed)."""
     k1 = qc.distribution.shape[1]
     return {"figure": "queries", "count": qc.count, "shown": list(queries),
             "classes": [joint_name(joint_names, j) for j in range(k1 - 1)] + ["background"],
-            "distribution": qc.distribution, "mean_probs": qc.mean_probs}
+            "distribution": qc.distribution, "mean_probs": qc.mean_probs, "predicted": qc.predicted,
+            "locations": qc.locations}

@@ -73,7 +73,7 @@ def render_q2q(qa: QueryAttention, joint_names: Sequence[str], out: str | Path, 
         ax.set_title(f"decoder layer {li + 1}", fontsize=7)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=5)
     fig.suptitle(f"q2q attention, mean over {qa.count} crops", fontsize=8)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.96))
+    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
     return save_figure(fig, out, caption, dpi)
 
 
@@ -131,13 +131,14 @@ def render_sampling_points(
     joints: Sequence[int], gt: np.ndarray | None = None, caption: str = "",
     dpi: int = 100,
 ) -> Path:
-    """One panel per selected joint query: the crop, its sampling points coloured by attention weight, the GT
-    joint (yellow circle) and the layer's estimate (cyan cross). Points outside the crop are not drawn. PNG."""
+    """One panel per selected joint query: the crop, its sampling points coloured by attention weight (jet: red
+    high, blue low), the GT joint (yellow circle) and the layer's estimate (cyan cross). Points outside the crop
+    are not drawn. PNG."""
     plt = pyplot()
     n = len(joints)
     cols = min(n, 6)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 2.0 * rows + 0.3), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 2.25 * rows + 0.4), squeeze=False)
     vmax = float(sp.weights[list(joints)].max()) if n else 1.0
     for ax in axes.flat:
         ax.set_axis_off()
@@ -145,8 +146,8 @@ def render_sampling_points(
         ax = axes[i // cols][i % cols]
         ax.imshow(crop_rgb)
         keep = sp.inside[j]
-        ax.scatter(sp.points[j, keep, 0], sp.points[j, keep, 1], c=sp.weights[j, keep], cmap="coolwarm",
-                   vmin=0.0, vmax=vmax, s=7, edgecolors="none")
+        ax.scatter(sp.points[j, keep, 0], sp.points[j, keep, 1], c=sp.weights[j, keep], cmap="jet",
+                   vmin=0.0, vmax=vmax, s=12, edgecolors="black", linewidths=0.3)
         if gt is not None:
             ax.scatter([gt[j, 0]], [gt[j, 1]], s=60, facecolors="none", edgecolors="yellow", linewidths=1.0)
         ax.scatter([sp.prediction[j, 0]], [sp.prediction[j, 1]], s=25, marker="x", c="cyan", linewidths=0.8)
