@@ -31,3 +31,4 @@ $PY -m poserepro explain "$W/prtr" --figure refinement --index 3 --joints left_w
     --out $OUT/explain_prtr.png
 $PY -m poserepro explain "$W/prtr" --figure queries --queries 16 --dpi 80 \
     --out $OUT/explain_prtr_queries.png
+$PY -m poserepro explain "$W/prtr" --figure query-locations --dpi 80 --out $OUT/explain_prtr_locations.png

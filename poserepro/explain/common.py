@@ -34,9 +34,16 @@ def pyplot():  # noqa: ANN201 - matplotlib's pyplot module
 
 def save_figure(fig: Any, out: str | Path, caption: str, dpi: int = 100) -> Path:
     """Put ``caption`` as one line under the figure, write it atomically as PNG and close it."""
+    import textwrap
+
     plt = pyplot()
-    fig.text(0.5, 0.003, caption, ha="center", va="bottom", fontsize=6, wrap=True)
-    fig.subplots_adjust(bottom=max(fig.subplotpars.bottom, 0.06))
+    width_in, height_in = fig.get_size_inches()
+    chars = max(40, int(width_in * 72 / (6 * 0.55)))  # 6-pt characters across the figure, a little margin
+    lines = textwrap.wrap(caption, chars) or [""]
+    fig.text(0.5, 0.004, "\n".join(lines), ha="center", va="bottom", fontsize=6)
+    need = (len(lines) * 8 + 4) / 72 / height_in  # 8 pt per caption line
+    if fig.subplotpars.bottom < need:
+        fig.subplots_adjust(bottom=need)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_figure(out, fig, dpi=dpi)

@@ -92,7 +92,7 @@ def render_refinement(
     plt = pyplot()
     n = ref.keypoints.shape[0]
     h, w = crop_rgb.shape[:2]
-    fig, axes = plt.subplots(2, n, figsize=(1.6 * n + 0.2, 4.4), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(max(1.6 * n + 0.2, 4.6), 4.6), squeeze=False)
     for li in range(n):
         ax = axes[0][li]
         kp = ref.keypoints[li]
@@ -112,8 +112,8 @@ def render_refinement(
             a.set_yticks([])
             a.set_xlim(0, w)
             a.set_ylim(h, 0)
-    fig.suptitle("PRTR refinement: read-out after each decoder layer (red; GT green) / query heat map", fontsize=7)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
+    fig.suptitle("read-out per decoder layer (red; GT green) / query heat map", fontsize=7)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
     return save_figure(fig, out, caption, dpi)
 
 
