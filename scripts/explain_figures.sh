@@ -21,7 +21,7 @@ train prtr prtr-smoke $E3
 $PY -m poserepro explain "$W/transpose-learnable-15ep" --figure position --step 2 --dpi 80 \
     --out $OUT/explain_transpose.png
 $PY -m poserepro explain "$W/btranspose-2h" --compare "$W/btranspose-4h" --figure dependency --index 3 \
-    --joints nose,left_shoulder,left_wrist,right_knee,left_ankle --layer 1 --layer -1 --dpi 70 \
+    --joints nose,left_wrist,right_knee,left_ankle --layer 1 --layer -1 --dpi 60 \
     --out $OUT/explain_btranspose.png
 $PY -m poserepro explain "$W/tfpose" --figure sampling --index 3 --joints 5,6,7,8,9,10,11,12,13,14,15,16 \
     --dpi 80 --out $OUT/explain_tfpose.png
