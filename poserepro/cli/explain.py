@@ -1,4 +1,6 @@
-"""``poserepro explain``: TransPose-style dependency / affected areas of the predicted keypoints of one person."""
+"""``poserepro explain``: the papers' explanation figures for one run — dependency areas (TransPose, BTranspose
+encoder and MHSA blocks, two runs side by side), position-embedding similarity, TFPose q2q attention and sampling
+points, PRTR refinement and per-query classes."""
 
 from __future__ import annotations
 
@@ -9,34 +11,19 @@ import typer
 
 from .common import console, handle_errors
 
+_FIGURE_HELP = ("auto (the family's first) | dependency | position | q2q | sampling | refinement | queries | "
+                "query-locations; see the command help.")
 
-@handle_errors
-def explain_cmd(
-    target: Annotated[str | None, typer.Argument(help="Recipe, run directory, or nothing (= latest run).")] = None,
-    weights: Annotated[str | None, typer.Option(help="Model weights (default: the run's checkpoint).")] = None,
-    index: Annotated[int, typer.Option(help="Which person of the split (GT boxes) to explain.")] = 0,
-    split: Annotated[str, typer.Option(help="Split to take the person from.")] = "val",
-    ann: Annotated[Path | None, typer.Option(help="Annotation file instead of the recipe's split.")] = None,
-    images: Annotated[Path | None, typer.Option(help="Image directory for --ann.")] = None,
-    kind: Annotated[str, typer.Option(help="dependency (what a keypoint attends to) | affected.")] = "dependency",
-    threshold: Annotated[float, typer.Option(help="Zero out attention values at or below this.")] = 0.0,
-    out: Annotated[Path, typer.Option(help="Output PNG.")] = Path("dependency_areas.png"),
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Recipe override section.key=value, e.g. "
-                                                   "data.input_size=[288,384] (PE tables are fitted).")] = None,
-) -> None:
-    """Draw the attention-based dependency (or affected) areas of each predicted keypoint, one row per layer."""
-    import numpy as np
 
-    from ..data.coco import IMAGENET_MEAN, IMAGENET_STD
+def _subject(target: str | None, weights: str | None, set_: list[str] | None, split: str, ann: Path | None,
+             images: Path | None, index: int):  # noqa: ANN202 - (Subject, Recipe)
     from ..data.splits import make_dataset, person_records
     from ..engine import build_model
     from ..errors import PoseReproError
-    from ..explain import dependency_areas, render_dependency_figure
+    from ..explain.figures import Subject
     from ..weights.state import load_model_weights
     from .evaluate import resolve_target
 
-    if kind not in ("dependency", "affected"):
-        raise PoseReproError(f"--kind must be dependency or affected, got {kind!r}")
     rec, run = resolve_target(target)
     if set_:
         from ..recipes import apply_overrides, recipe_from_dict
@@ -47,12 +34,79 @@ def explain_cmd(
         raise PoseReproError(f"no weights for {rec.name!r}: train it first or pass --weights FILE")
     model = build_model(rec)
     load_model_weights(model, w)
+    model.eval()
     records, _ = person_records(rec, split, use_gt_boxes=True, ann_file=ann, image_dir=images)
     if not 0 <= index < len(records):
         raise PoseReproError(f"--index {index} is out of range: the split has {len(records)} persons")
-    sample = make_dataset(rec, records, train=False)[index]
-    maps = dependency_areas(model, sample["image"], threshold)
-    crop = sample["image"].numpy().transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
     spec = rec.data.keypoint_spec()
-    path = render_dependency_figure(np.clip(crop, 0, 1), maps, spec.keypoint_names, out, kind=kind)
-    console.print(f"{kind} areas of {len(maps.keypoints)} keypoints over {maps.dependency.shape[0]} layers → {path}")
+    label = "/".join(run.parts[-2:]) if (run is not None and weights is None) else f"{rec.name} ({Path(w).name})"
+    subject = Subject(model, label, tuple(spec.keypoint_names), make_dataset(rec, records, train=False),
+                      [r.image_path for r in records], index, tuple(spec.skeleton))
+    return subject, rec
+
+
+@handle_errors
+def explain_cmd(
+    target: Annotated[str | None, typer.Argument(help="Recipe, run directory, or nothing (= latest run).")] = None,
+    figure: Annotated[str, typer.Option(help=_FIGURE_HELP)] = "auto",
+    weights: Annotated[str | None, typer.Option(help="Model weights (default: the run's checkpoint).")] = None,
+    compare: Annotated[str | None, typer.Option(
+        help="A second run (dir or recipe) drawn below the first, same person (dependency; e.g. -Dino vs random "
+             "init).")] = None,
+    compare_weights: Annotated[str | None, typer.Option(help="Weights of the --compare run.")] = None,
+    index: Annotated[int, typer.Option(help="Which person of the split (GT boxes) to explain.")] = 0,
+    split: Annotated[str, typer.Option(help="Split to take the person(s) from.")] = "val",
+    ann: Annotated[Path | None, typer.Option(help="Annotation file instead of the recipe's split.")] = None,
+    images: Annotated[Path | None, typer.Option(help="Image directory for --ann.")] = None,
+    kind: Annotated[str, typer.Option(help="dependency (what a keypoint attends to) | affected.")] = "dependency",
+    threshold: Annotated[float, typer.Option(help="Zero out attention values at or below this.")] = 0.0,
+    mhsa: Annotated[bool | None, typer.Option("--mhsa/--no-mhsa", help="Add the backbone MHSA blocks' "
+                    "dependency areas (default: on for BTranspose).")] = None,
+    joints: Annotated[str | None, typer.Option(help="Comma-separated joint names or 0-based indices (default all; "
+                      "refinement: the heat-map joint).")] = None,
+    layer: Annotated[list[int] | None, typer.Option(help="1-based layer position(s), -1 = last (repeatable): "
+                     "dependency rows, q2q decoder layers, sampling / queries decoder layer.")] = None,
+    level: Annotated[int, typer.Option(help="Feature level of the sampling points (0 = finest, C3).")] = 0,
+    max_persons: Annotated[int | None, typer.Option(help="Average q2q / queries over the first N persons only.")]
+    = None,
+    queries: Annotated[int, typer.Option(help="How many queries the queries figure shows.")] = 16,
+    step: Annotated[int, typer.Option(help="Position figure: show every STEP-th grid location.")] = 2,
+    out: Annotated[Path | None, typer.Option(help="Output PNG (default dependency_areas.png / explain_FIGURE.png).")]
+    = None,
+    dpi: Annotated[int, typer.Option(help="PNG resolution (dots per inch).")] = 100,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the numbers behind it as JSON.")]
+    = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Recipe override section.key=value, e.g. "
+                                                   "data.input_size=[288,384] (PE tables are fitted).")] = None,
+) -> None:
+    """Draw an explanation figure of a trained model as a PNG with a caption (run, image, layer, keypoints).
+
+    Figures: dependency (TransPose / BTranspose attention areas per layer, MHSA blocks included for BTranspose,
+    --compare for two runs), position (cosine similarity of the position embedding), q2q (TFPose query-to-query
+    attention over the split), sampling (TFPose deformable sampling points), refinement (PRTR keypoints after each
+    decoder layer), queries (PRTR predicted-class distribution per query), query-locations (where each PRTR query
+    predicts each class).
+    """
+    from ..errors import PoseReproError
+    from ..explain.common import select_joints
+    from ..explain.figures import FIGURES, default_figure, draw
+
+    if figure != "auto" and figure not in FIGURES:
+        raise PoseReproError(f"--figure must be auto or one of {', '.join(FIGURES)}, got {figure!r}")
+    if kind not in ("dependency", "affected"):
+        raise PoseReproError(f"--kind must be dependency or affected, got {kind!r}")
+    if not 20 <= dpi <= 600:
+        raise PoseReproError(f"--dpi must be between 20 and 600, got {dpi}")
+    subject, _ = _subject(target, weights, set_, split, ann, images, index)
+    other = None
+    if compare is not None:
+        other, _ = _subject(compare, compare_weights, set_, split, ann, images, index)
+    fig = default_figure(subject.model) if figure == "auto" else figure
+    names = subject.joint_names
+    sel = select_joints(joints.split(",") if joints else None, names, len(names))
+    if out is None:
+        out = Path("dependency_areas.png" if fig == "dependency" else f"explain_{fig}.png")
+    path, summary = draw(fig, subject, out, json_out, compare=other, kind=kind, threshold=threshold, mhsa=mhsa,
+                         joints=sel if joints else None, layers=layer, level=level, max_persons=max_persons,
+                         queries=queries, position_step=step, dpi=dpi)
+    console.print(f"{summary} → {path}" + (f" (numbers: {json_out})" if json_out else ""))
