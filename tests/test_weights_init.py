@@ -53,7 +53,7 @@ EXPECTED = {
     "transpose_r": ("resnet50", 120), "transpose_h_s": ("hrnet_w32", 775), "transpose_h": ("hrnet_w48", 775),
     "simplebaseline_r50": ("resnet50", 265), "tfpose_r18": ("resnet18", 100), "tfpose_r50": ("resnet50", 265),
     "prtr_r50": ("resnet50", 265), "prtr_r101": ("resnet101", 520), "prtr_hrnet_w32": ("hrnet_w32", 1629),
-    "prtr_r152": ("resnet152", 775),
+    "prtr_r152": ("resnet152", 775), "prtr_e2e_hrnet_w48": ("hrnet_w48", 1525),
     "prtr_e2e_r50": ("detr_r50", 458), "prtr_e2e_r101": ("detr_r101", 713),
     "prtr_detector_r50": ("detr_r50", 458), "prtr_detector_r101": ("detr_r101", 713),
 }

@@ -37,11 +37,12 @@ from torch import nn
 
 from ..losses.end_to_end import end_to_end_loss
 from ..losses.set_criterion import KeypointSetCriterion
-from .backbones.resnet import BasicResNet, FrozenBatchNorm2d, ResNet, batch_norm, resnet50, resnet101
+from .backbones.hrnet import HRNet, hrnet
+from .backbones.resnet import BasicResNet, ResNet, batch_norm
 from .layers import MLP
 from .layers.detr import DETRTransformer
 from .layers.position import sine_embedding
-from .person_detr import PersonDETR
+from .person_detr import PersonDETR, detr_resnet
 from .prtr import default_flip_pairs
 from .registry import register_model
 
@@ -275,8 +276,7 @@ def e2e_loss(model: PRTREndToEnd, images: torch.Tensor, targets: Targets) -> tup
 
 
 def _e2e_resnet(depth: int, input_size: Sequence[int], **kw) -> PRTREndToEnd:
-    make = {50: resnet50, 101: resnet101}[depth]
-    body = make(out_levels=(2, 3, 4), norm=FrozenBatchNorm2d, frozen_stages=1)
+    body = detr_resnet(depth, out_levels=(2, 3, 4))
     return PRTREndToEnd(body, body.channels, (int(input_size[0]), int(input_size[1])), **kw)
 
 
@@ -290,6 +290,19 @@ def prtr_e2e_r50(input_size: Sequence[int] = (800, 800), **kw) -> PRTREndToEnd:
 def prtr_e2e_r101(input_size: Sequence[int] = (800, 800), **kw) -> PRTREndToEnd:
     """End-to-end PRTR, ResNet-101, crops from C3–C5 (paper Table 1: 64.8 AP COCO val, Table 2: 63.4 test-dev)."""
     return _e2e_resnet(101, input_size, **kw)
+
+
+@register_model
+def prtr_e2e_hrnet_w48(input_size: Sequence[int] = (800, 800), crop_levels: Sequence[int] = (1, 2, 3),
+                       **kw) -> PRTREndToEnd:
+    """End-to-end PRTR, HRNet-W48 (paper Table 1: 66.2 AP COCO val, Table 2: 64.9 test-dev).
+
+    The paper names the backbone only. *Assumptions*: the full four-stage HRNet-W48 (BatchNorm, every branch
+    out: 48 / 96 / 192 / 384 channels at strides 4 / 8 / 16 / 32), the detector on the stride-32 branch, crops
+    from the stride 8 / 16 / 32 branches (``crop_levels``), the counterpart of the ResNet models' C3-C5."""
+    body: HRNet = hrnet(48, multi_scale_output=True)
+    return PRTREndToEnd(body, body.channels, (int(input_size[0]), int(input_size[1])), crop_levels=crop_levels,
+                        **kw)
 
 
 @register_model

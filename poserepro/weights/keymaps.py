@@ -4,7 +4,8 @@
   the model lacks (ResNet-S: layer3, layer4) are unused.
 * HRNet ImageNet classifier: ``conv1 bn1 conv2 bn2 layer1 transition1..3 stage2..4 incre_modules downsamp_modules
   final_layer`` → ``<backbone>.*`` by name. TransPose-H (HRNet-S) takes ``conv1``..``stage3`` only (the official
-  configs' ``PRETRAINED_LAYERS``); PRTR's HRNet-W32 takes everything but ``classifier``.
+  configs' ``PRETRAINED_LAYERS``); a four-stage HRNet body (end-to-end PRTR HRNet-W48) also ``transition3`` and
+  ``stage4``; PRTR's HRNet-W32 takes everything but ``classifier``.
 * DETR COCO checkpoint (under ``["model"]``), into a person DETR (PRTR's detector, end-to-end PRTR's):
   ``backbone.0.body.*`` → ``backbone.*``; ``transformer.* input_proj.* query_embed.* bbox_embed.*`` by name (same
   shapes); ``class_embed`` has 92 rows (the 91 COCO ids, no-object last): rows 1 (person) and 91 (no-object)
@@ -159,7 +160,9 @@ def load_backbone_file(model: nn.Module, state: Mapping[str, torch.Tensor], sour
 def load_imagenet(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> InitReport:
     """A torchvision ResNet or HRNet ImageNet classifier into the backbone (see the module table)."""
     bb = backbone_module(model)
-    only = HRNET_S_LAYERS if isinstance(bb, HRNet) and not isinstance(bb, HRNetCls) else None
+    only = None
+    if isinstance(bb, HRNet) and not isinstance(bb, HRNetCls):
+        only = HRNET_S_LAYERS if bb.num_stages == 3 else HRNET_S_LAYERS + ("transition3", "stage4")
     return load_backbone_file(model, state, source, only)
 
 
