@@ -46,9 +46,9 @@ def detect(
     """
     t0 = time.perf_counter()
     family = family_of(model)
-    if getattr(model, "output_type", None) != "detection":
-        raise PoseReproError(f"{type(model).__name__} is not a person detector (output_type "
-                             f"{getattr(model, 'output_type', 'heatmap')!r}); detect runs prtr_detector_* models")
+    if not family.detector:
+        raise PoseReproError(f"{type(model).__name__} is not a person detector ({type(family).__name__}); "
+                             "detect runs person detectors (prtr_detector_*)")
     recipe = with_device(recipe) if device is None else recipe
     dev = torch.device(resolve_device(device) if device is not None else recipe.train.device)
     data = family.eval_data(recipe, split, ann_file=ann_file, image_dir=image_dir)

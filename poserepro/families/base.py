@@ -69,6 +69,8 @@ class ModelFamily:
     whole_image: bool = False
     #: ``model(images)`` returns ``(B, K, h, w)`` heatmaps (bench and attention maps may rely on it)
     heatmap_output: bool = False
+    #: a person detector: its read-out is COCO person boxes, not keypoints (``poserepro detect``)
+    detector: bool = False
 
     def train_dataset(self, recipe: Recipe) -> Dataset:
         """The training split, ready for a ``DataLoader`` (its ``collate`` / ``transform`` are used if present)."""

@@ -33,6 +33,7 @@ class DetectionFamily(ModelFamily):
 
     output_types = ("detection",)
     whole_image = True
+    detector = True
 
     def train_dataset(self, recipe: Recipe):
         return whole_image_dataset(recipe, "train", train=True)
