@@ -86,12 +86,13 @@ FLOPS = {
     "prtr_detector_smoke": ((128, 128), 0.464862),
     "prtr_detector_r50": ((800, 1066), 81.247360),
     "prtr_r152": ((384, 384), 36.241883),
+    "prtr_e2e_hrnet_w48": ((800, 800), 253.836864),  # eval graph: 20 person crops through the keypoint Transformer
 }
 
 
 @pytest.mark.parametrize("name", [
     "prtr_detector_smoke", pytest.param("prtr_detector_r50", marks=pytest.mark.slow),
-    pytest.param("prtr_r152", marks=pytest.mark.slow)])
+    pytest.param("prtr_r152", marks=pytest.mark.slow), pytest.param("prtr_e2e_hrnet_w48", marks=pytest.mark.slow)])
 def test_gflops_pinned(name):
     from poserepro.bench.flops import flops_fvcore
 

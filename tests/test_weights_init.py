@@ -42,6 +42,7 @@ pytestmark = pytest.mark.skipif(not MANIFESTS.is_dir(), reason="official key man
 #: catalogue name → manifest stem (the released file it stands for).
 FAKES = {
     "resnet18": "resnet18-5c106cde", "resnet50": "resnet50-19c8e357", "resnet101": "resnet101-5d3b4d8f",
+    "resnet152": "resnet152-b121ed2d",
     "hrnet_w32": "hrnetv2_w32_imagenet_pretrained", "hrnet_w48": "hrnetv2_w48_imagenet_pretrained",
     "detr_r50": "detr-r50-e632da11", "detr_r101": "detr-r101-2c7b67e5",
     "tp_r_256x192_enc4_d256_h1024_mh8": "tp_r_256x192_enc4_d256_h1024_mh8",
