@@ -299,3 +299,42 @@ def test_detect_test_dev_writes_only_the_file(tiny_synth, tmp_path):
     assert {d["image_id"] for d in json.loads(res.dets_file.read_text())} == {im["id"] for im in images}
     with pytest.raises(Exception, match="not a person detector"):
         detect(create_model("prtr_smoke"), rec, tmp_path / "x.json", split="test-dev")
+
+
+def test_e2e_crops_of_a_padded_batch_sample_the_valid_image():
+    """In a padded batch the crop grid is rescaled to the image's valid part: the crops (so the keypoint outputs)
+    of a box are those of the unpadded feature map."""
+    from poserepro.models.prtr_e2e import prtr_e2e_smoke, valid_fraction
+
+    torch.manual_seed(0)
+    m = prtr_e2e_smoke(input_size=(64, 64)).eval()
+    small = [torch.randn(1, c, 4, 4) for c in m.backbone.channels]
+    padded = [torch.cat([f, torch.zeros_like(f)], dim=3) for f in small]  # the image fills the left half
+    mask = torch.zeros(1, 64, 128, dtype=torch.bool)
+    mask[:, :, 64:] = True
+    valid = valid_fraction(mask)
+    torch.testing.assert_close(valid, torch.tensor([[0.5, 1.0]]))
+    assert valid_fraction(torch.zeros(1, 8, 8, dtype=torch.bool)) is None
+    boxes = torch.tensor([[0.4, 0.5, 0.2, 0.3]])
+    b = torch.zeros(1, dtype=torch.int64)
+    with torch.no_grad():
+        ref = m.keypoints(small, b, boxes)
+        out = m.keypoints(padded, b, boxes, valid)
+    torch.testing.assert_close(out["pred_coords"], ref["pred_coords"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["pred_logits"], ref["pred_logits"], atol=1e-5, rtol=1e-5)
+
+
+def test_eval_points_a_detector_to_detect(tiny_synth, tmp_path):
+    from typer.testing import CliRunner
+
+    from poserepro.cli.main import app
+    from poserepro.engine import build_model
+    from poserepro.recipes import load_recipe
+
+    from .conftest import tiny_overrides
+
+    rec = load_recipe("prtr-detector-smoke", tiny_overrides(tiny_synth))
+    torch.save({"model": build_model(rec).state_dict()}, tmp_path / "w.pth")
+    sets = sum((["--set", o] for o in tiny_overrides(tiny_synth)), [])
+    r = CliRunner().invoke(app, ["eval", "prtr-detector-smoke", "--weights", str(tmp_path / "w.pth"), *sets])
+    assert r.exit_code != 0 and "poserepro detect" in r.output
