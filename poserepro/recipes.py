@@ -87,6 +87,12 @@ class DataCfg:
     max_train_samples: int | None = None
     max_val_samples: int | None = None
     pipeline: Literal["opencv", "fast"] = "opencv"  # training crops: per-sample OpenCV, or cached + batched on device
+    # whole-image models (PRTR's detector, end-to-end PRTR): "fixed" resizes to input_size; "detr" is DETR's
+    # multi-scale resize (shorter side one of detr_scales, longer at most detr_max_size) + random crop, padded
+    detr_resize: Literal["fixed", "detr"] = "fixed"
+    detr_scales: tuple[int, ...] = tuple(range(480, 801, 32))
+    detr_max_size: int = 1333
+    min_keypoints: int = 0               # whole-image models: drop persons with fewer labelled keypoints
 
     def keypoint_spec(self) -> KeypointSpec:
         """The keypoint layout (flip pairs, sigmas, skeleton, upper body): ``keypoints`` if set, else the

@@ -149,3 +149,18 @@ def test_transfer_recipe_trains_with_a_10x_lr_for_the_new_layer(mpii_root: Path,
     assert state["head.final_layer.weight"].shape[0] == 16
     # one Adam epoch at lr 1e-5 keeps the transferred weights close to the COCO ones
     assert (state["reduce.weight"] - coco["reduce.weight"]).abs().max() < 1e-3
+
+
+@pytest.mark.parametrize("stem", ["prtr-r101-mpii-384x384", "prtr-r152-mpii-384x384", "prtr-hrnet-w32-mpii-384x384"])
+def test_prtr_table3_recipes_train_and_score_pckh(mpii_root: Path, tmp_path: Path, stem: str) -> None:
+    """PRTR's MPII recipes (Table 3) run through the MPII path: 16 joints, MPII flip pairs, PCKh (a smoke-size
+    PRTR in place of the paper's backbone)."""
+    rec = _recipe(mpii_root, stem, ["model.name=prtr_smoke", "model.args={num_queries: 20}", "eval.every=0"])
+    assert rec.data.num_joints == 16 and rec.paper.metric == "PCKh@0.5/Mean"
+    assert load_recipe(stem).data.input_size == (384, 384) and load_recipe(stem).paper.value in (87.9, 88.2, 89.5)
+    res = train(rec, tmp_path / "run")
+    model = build_model(rec)
+    model.load_state_dict(torch.load(res.checkpoint, map_location="cpu", weights_only=True)["model"])
+    assert model.flip_pairs == ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
+    ev = evaluate(model, rec, tmp_path / "ev", split="val")
+    assert 0.0 <= ev.metrics["PCKh@0.5/Mean"] <= 1.0 and ev.results_file.suffix == ".mat"

@@ -325,7 +325,7 @@ def test_whole_image_dataset_normalises_and_flips(tmp_path):
            "categories": [{"id": 1, "name": "person"}]}
     (tmp_path / "ann.json").write_text(json.dumps(ann))
     ds = WholeImageDataset(tmp_path / "ann.json", tmp_path / "img", (64, 32))
-    images, targets, ids, sizes = collate_whole_images([ds[0]])
+    images, targets, ids, sizes, _ = collate_whole_images([ds[0]])
     assert images.shape == (1, 3, 32, 64) and ids == [7] and sizes.tolist() == [[100.0, 50.0]]
     torch.testing.assert_close(targets[0]["boxes"], torch.tensor([[0.3, 0.4, 0.4, 0.6]]))
     torch.testing.assert_close(targets[0]["keypoints"][0, 1], torch.tensor([0.2, 0.2, 2.0]))

@@ -42,6 +42,7 @@ pytestmark = pytest.mark.skipif(not MANIFESTS.is_dir(), reason="official key man
 #: catalogue name → manifest stem (the released file it stands for).
 FAKES = {
     "resnet18": "resnet18-5c106cde", "resnet50": "resnet50-19c8e357", "resnet101": "resnet101-5d3b4d8f",
+    "resnet152": "resnet152-b121ed2d",
     "hrnet_w32": "hrnetv2_w32_imagenet_pretrained", "hrnet_w48": "hrnetv2_w48_imagenet_pretrained",
     "detr_r50": "detr-r50-e632da11", "detr_r101": "detr-r101-2c7b67e5",
     "tp_r_256x192_enc4_d256_h1024_mh8": "tp_r_256x192_enc4_d256_h1024_mh8",
@@ -53,7 +54,9 @@ EXPECTED = {
     "transpose_r": ("resnet50", 120), "transpose_h_s": ("hrnet_w32", 775), "transpose_h": ("hrnet_w48", 775),
     "simplebaseline_r50": ("resnet50", 265), "tfpose_r18": ("resnet18", 100), "tfpose_r50": ("resnet50", 265),
     "prtr_r50": ("resnet50", 265), "prtr_r101": ("resnet101", 520), "prtr_hrnet_w32": ("hrnet_w32", 1629),
+    "prtr_r152": ("resnet152", 775), "prtr_e2e_hrnet_w48": ("hrnet_w48", 1525),
     "prtr_e2e_r50": ("detr_r50", 458), "prtr_e2e_r101": ("detr_r101", 713),
+    "prtr_detector_r50": ("detr_r50", 458), "prtr_detector_r101": ("detr_r101", 713),
 }
 
 
@@ -186,9 +189,10 @@ def test_used_by_is_computed_from_the_recipes(no_random_init: None) -> None:
     assert "tfpose-r18-e6-d6" in users["resnet18"] and "prtr-r101-384x288" in users["resnet101"]
     assert "transpose-h-s" in users["hrnet_w32"] and "prtr-hrnet-w32-384x288" in users["hrnet_w32"]
     assert "transpose-h-a6" in users["hrnet_w48"]
-    assert users["detr_r50"] == ("prtr-e2e-r50",) and users["detr_r101"] == ("prtr-e2e-r101",)
+    assert users["detr_r50"] == ("prtr-detector-r50", "prtr-e2e-r50")
+    assert users["detr_r101"] == ("prtr-detector-r101", "prtr-e2e-r101")
     assert not any(r.endswith("smoke") for rs in users.values() for r in rs)
-    assert {r["name"]: r["used_by"] for r in catalogue_rows()}["resnet152"] == ""
+    assert {r["name"]: r["used_by"] for r in catalogue_rows()}["resnet152"] == "prtr-r152-mpii-384x384"
 
 
 def test_cli_weights_list() -> None:
@@ -310,7 +314,7 @@ def test_wrong_file_is_refused_in_one_line(served: Path, fakes: dict[str, Path])
         init_model(model, f"imagenet:{fakes['resnet18']}")
     msg = str(err.value)
     assert "\n" not in msg and "does not fit" in msg and "wrong file" in msg
-    with pytest.raises(CheckpointError, match="end-to-end PRTR"):
+    with pytest.raises(CheckpointError, match="person DETR"):
         init_model(create_model("prtr_r50"), "detr:r50")
 
 

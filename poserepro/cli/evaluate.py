@@ -99,6 +99,9 @@ def eval_cmd(
         raise PoseReproError(f"no weights for {rec.name!r}: train it first (`poserepro train {rec.name}`) or pass "
                              "--weights FILE")
     model = build_model(rec)
+    if family_of(model).detector:
+        raise PoseReproError(f"{rec.name} is a person detector: score and export its boxes with `poserepro detect "
+                             f"{target or ''}`".rstrip() + " (COCO box AP; a box file for --det-file)")
     load_model_weights(model, w)
     params = sum(p.numel() for p in model.parameters())
     use_gt = rec.eval.use_gt_boxes if gt_boxes is None else gt_boxes

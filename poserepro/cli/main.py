@@ -19,6 +19,7 @@ from .bench import bench as bench_cmd
 from .common import STATE, App, console, handle_errors
 from .convert import convert as convert_cmd
 from .demo import demo_cmd
+from .detect import detect_cmd
 from .evaluate import eval_cmd
 from .explain import explain_cmd
 from .export import export_cmd
@@ -92,6 +93,7 @@ data_cli.app.command("synth")(synth_cmd)
 app.add_typer(data_cli.app, name="data", help="Download, verify and synthesise datasets.")
 app.command("train")(train_cmd)
 app.command("eval")(eval_cmd)
+app.command("detect")(detect_cmd)
 app.command("demo")(demo_cmd)
 app.command("ablate")(ablate_cmd)
 app.command("explain")(explain_cmd)

@@ -18,7 +18,7 @@ from .set_prediction import set_readout
 @torch.no_grad()
 def predict_image_results(
     model: Any, images: torch.Tensor, image_ids: Sequence[int], orig_sizes: torch.Tensor | Sequence,
-    in_vis_thre: float = 0.2, score_threshold: float | None = None,
+    in_vis_thre: float = 0.2, score_threshold: float | None = None, mask: torch.Tensor | None = None,
 ) -> list[dict]:
     """COCO keypoint results for whole images, without a separate detector.
 
@@ -29,6 +29,7 @@ def predict_image_results(
         orig_sizes: ``(B, 2)`` original ``(width, height)``: normalised predictions are scaled by them.
         in_vis_thre: joints above this score enter the rescoring mean.
         score_threshold: drop persons whose rescored score is not above it (``None`` keeps all).
+        mask: ``(B, H, W)`` ``True`` on the padding of a padded batch (``None``: images of one size).
 
     Returns:
         ``[{"image_id", "category_id": 1, "keypoints": [x, y, s] × K, "score"}]``, at most ``eval_persons``
@@ -36,7 +37,7 @@ def predict_image_results(
     """
     was_training = model.training
     model.eval()
-    out = model(images)
+    out = model(images) if mask is None else model(images, mask=mask)
     model.train(was_training)
     kpt = out.get("kpt")
     if kpt is None:

@@ -13,7 +13,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..errors import DataError
-from ..evaluation.coco import evaluate_keypoints, write_results
 from ..families import EvalData, ProgressFn, family_of
 from ..recipes import Recipe
 from .build import resolve_device, with_device
@@ -62,11 +61,10 @@ def evaluate(
     results = pred.results or []
     name = results_name or f"results_{split}_{family.results_tag(use_gt_boxes, flip)}.json"
     res_path = Path(out_dir) / name
-    write_results(res_path, results)
+    family.write_results(res_path, results)
     metrics: dict[str, float] = {}
     if data.has_gt:
-        metrics = evaluate_keypoints(data.ann_file, results, backend=recipe.eval.backend,
-                                     sigmas=recipe.data.keypoint_spec().sigmas)
+        metrics = family.score(data.ann_file, results, recipe)
     return EvalResult(metrics, res_path, data.num_inputs, len(results), data.ann_file, time.perf_counter() - t0)
 
 

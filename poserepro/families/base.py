@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UnknownNameError, suggest
+from ..evaluation.coco import evaluate_keypoints, write_results
 from ..recipes import Recipe
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -68,6 +69,8 @@ class ModelFamily:
     whole_image: bool = False
     #: ``model(images)`` returns ``(B, K, h, w)`` heatmaps (bench and attention maps may rely on it)
     heatmap_output: bool = False
+    #: a person detector: its read-out is COCO person boxes, not keypoints (``poserepro detect``)
+    detector: bool = False
 
     def train_dataset(self, recipe: Recipe) -> Dataset:
         """The training split, ready for a ``DataLoader`` (its ``collate`` / ``transform`` are used if present)."""
@@ -91,6 +94,15 @@ class ModelFamily:
                 progress: ProgressFn | None = None) -> Predictions:
         """Read-out over ``loader`` (from :meth:`eval_data`) to image-space keypoints."""
         raise NotImplementedError
+
+    def write_results(self, path: Path, results: list[dict]) -> Path:
+        """Write the read-out to ``path`` (COCO keypoint results, without ``bbox``)."""
+        return write_results(path, results)
+
+    def score(self, ann_file: Path, results: list[dict], recipe: Recipe) -> dict[str, float]:
+        """The metrics of ``results`` against ``ann_file`` (COCO keypoint AP)."""
+        return evaluate_keypoints(ann_file, results, backend=recipe.eval.backend,
+                                  sigmas=recipe.data.keypoint_spec().sigmas)
 
     def results_tag(self, use_gt_boxes: bool | None, flip: bool) -> str:
         """The part of the default results file name that says how it was made (``det_flip``, ``e2e`` ...)."""

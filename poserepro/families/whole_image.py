@@ -23,13 +23,15 @@ from .base import Criterion, EvalData, ModelFamily, Predictions, ProgressFn, reg
 
 def whole_image_dataset(recipe: Recipe, split: str, train: bool, ann_file: str | Path | None = None,
                         image_dir: str | Path | None = None) -> WholeImageDataset:
-    """The recipe's ``split`` as whole images resized to ``data.input_size``; its ``collate`` makes the loop's
-    batch dicts."""
+    """The recipe's ``split`` as whole images (resized to ``data.input_size``, or DETR's multi-scale resize with
+    ``data.detr_resize=detr``); its ``collate`` makes the loop's batch dicts (padded images + mask)."""
     files = split_files(recipe.data, split)
     return WholeImageDataset(
         ann_file or files.ann_file, image_dir or files.image_dir, recipe.data.input_size, train=train,
         num_joints=recipe.data.num_joints, flip_pairs=recipe.data.keypoint_spec().flip_pairs,
         flip_prob=recipe.data.flip_prob, color_rgb=recipe.data.color_rgb, seed=recipe.train.seed,
+        min_keypoints=recipe.data.min_keypoints, resize=recipe.data.detr_resize, scales=recipe.data.detr_scales,
+        max_size=recipe.data.detr_max_size,
     )
 
 
@@ -52,7 +54,8 @@ class WholeImageFamily(ModelFamily):
         return EvalData(ds, gt, files.has_gt if ann_file is None else True, files, len(ds))
 
     def forward(self, model: nn.Module, batch: dict[str, Any], train: bool) -> Any:
-        return model(batch["image"], batch["targets"]) if train else model(batch["image"])
+        mask = batch.get("mask")
+        return model(batch["image"], batch["targets"], mask=mask) if train else model(batch["image"], mask=mask)
 
     def criterion(self, recipe: Recipe, model: nn.Module, device: torch.device) -> Criterion:
         return lambda outputs, batch: model.loss(outputs, batch["targets"])
@@ -63,8 +66,9 @@ class WholeImageFamily(ModelFamily):
         model.eval()
         results: list[dict] = []
         for step, batch in enumerate(loader):
+            mask = batch["mask"].to(device) if "mask" in batch else None
             results += predict_image_results(model, batch["image"].to(device), batch["image_id"],
-                                             batch["orig_size"], in_vis_thre=recipe.eval.in_vis_thre)
+                                             batch["orig_size"], in_vis_thre=recipe.eval.in_vis_thre, mask=mask)
             if progress:
                 progress({"step": step + 1, "steps": len(loader)})
         return Predictions(results)

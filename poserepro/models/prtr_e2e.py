@@ -36,19 +36,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..losses.end_to_end import end_to_end_loss
-from ..losses.set_criterion import DetectionSetCriterion, KeypointSetCriterion
-from .backbones.resnet import BasicResNet, FrozenBatchNorm2d, ResNet, batch_norm, resnet50, resnet101
+from ..losses.set_criterion import KeypointSetCriterion
+from .backbones.hrnet import HRNet, hrnet
+from .backbones.resnet import BasicResNet, ResNet, batch_norm
 from .layers import MLP
-from .layers.detr import DETRTransformer, SineCache
+from .layers.detr import DETRTransformer
 from .layers.position import sine_embedding
+from .person_detr import PersonDETR, detr_resnet
 from .prtr import default_flip_pairs
 from .registry import register_model
 
 Targets = list[dict[str, torch.Tensor]]
 
 
-class PRTREndToEnd(nn.Module):
-    """Person DETR + differentiable multi-level cropping + PRTR keypoint Transformer.
+class PRTREndToEnd(PersonDETR):
+    """Person DETR (:class:`~poserepro.models.person_detr.PersonDETR`) + differentiable multi-level cropping +
+    PRTR keypoint Transformer.
 
     Args:
         backbone: ResNet returning the crop levels, the last being the detector's input (C5).
@@ -90,13 +93,13 @@ class PRTREndToEnd(nn.Module):
         kpt_weight: float = 1.0, train_crop: Literal["pred", "gt"] = "pred", crop_jitter: float = 0.0,
         flip_pairs: Sequence[tuple[int, int]] | None = None,
     ) -> None:
-        super().__init__()
         if kpt_d_model % 4:
             raise ValueError(f"kpt_d_model must be divisible by 4, got {kpt_d_model}")
         chans = list(backbone_channels)
-        self.input_size = (int(input_size[0]), int(input_size[1]))
+        # person detector (DETR): backbone, input_proj, transformer, query_embed, class_embed, bbox_embed
+        super().__init__(backbone, chans, input_size, num_queries, d_model, num_heads, dim_feedforward, enc_layers,
+                         dec_layers, dropout, aux_loss, eos_coef=0.1)
         self.num_joints = num_joints
-        self.aux_loss = aux_loss
         self.include_bg_logit = include_bg_logit
         self.crop_levels = tuple(crop_levels) if crop_levels is not None else tuple(range(len(chans)))
         self.crop_size = (int(crop_size[0]), int(crop_size[1]))
@@ -111,14 +114,6 @@ class PRTREndToEnd(nn.Module):
             raise ValueError(f"crop_jitter must be in [0, 1), got {crop_jitter}")
         self.crop_jitter = crop_jitter
         self.flip_pairs = default_flip_pairs(num_joints, flip_pairs)
-        # person detector (DETR)
-        self.backbone = backbone
-        self.input_proj = nn.Conv2d(chans[-1], d_model, 1)
-        self.transformer = DETRTransformer(d_model, num_heads, dim_feedforward, enc_layers, dec_layers, dropout)
-        self.query_embed = nn.Embedding(num_queries, d_model)
-        self.class_embed = nn.Linear(d_model, 2)
-        self.bbox_embed = MLP(d_model, d_model, 4, 3)
-        self.pos_embed = SineCache(d_model)
         # keypoint Transformer on the crops
         xr, yr = self.crop_size
         self.kpt_input_proj = nn.Conv2d(sum(chans[i] for i in self.crop_levels), kpt_d_model, 1)
@@ -130,7 +125,6 @@ class PRTREndToEnd(nn.Module):
         self.kpt_row_embed = nn.Parameter(torch.rand(xr, kpt_d_model // 4))
         self.kpt_col_embed = nn.Parameter(torch.rand(yr, kpt_d_model // 4))
         self.register_buffer("kpt_sine", sine_embedding(yr, xr, kpt_d_model // 2), persistent=False)
-        self.det_criterion = DetectionSetCriterion(1, eos_coef=0.1)
         self.kpt_criterion = KeypointSetCriterion(num_joints, 1.0, 5.0, 0.1, 1.0, 5.0)
 
     # ------------------------------------------------------------------------------------------- pieces
@@ -172,23 +166,16 @@ class PRTREndToEnd(nn.Module):
         wh = boxes[:, 2:]
         return torch.cat([boxes[:, :2] + u[:, :2] * wh, wh * (1 + u[:, 2:])], dim=1)
 
-    def detect(self, x: torch.Tensor) -> tuple[list[torch.Tensor], dict]:
-        """Backbone + person DETR: ``(features, {"pred_logits" (B, Q, 2), "pred_boxes" (B, Q, 4), "aux_outputs"})``."""
-        feats = self.backbone(x)
-        src = self.input_proj(feats[-1])
-        h, w = src.shape[-2:]
-        hs, _ = self.transformer(src, self.query_embed.weight, self.pos_embed(h, w, src))
-        logits = self.class_embed(hs)
-        boxes = self.bbox_embed(hs).float().sigmoid()
-        aux = [{"pred_logits": a, "pred_boxes": b} for a, b in zip(logits[:-1], boxes[:-1])] if self.aux_loss else []
-        return feats, {"pred_logits": logits[-1], "pred_boxes": boxes[-1], "aux_outputs": aux}
-
-    def keypoints(self, feats: list[torch.Tensor], batch_idx: torch.Tensor, boxes: torch.Tensor) -> dict:
+    def keypoints(self, feats: list[torch.Tensor], batch_idx: torch.Tensor, boxes: torch.Tensor,
+                  valid: torch.Tensor | None = None) -> dict:
         """Keypoint Transformer on the crops of ``boxes (N, 4)`` from images ``batch_idx (N,)``.
+
+        ``valid (B, 2)``: the unpadded fraction ``(w, h)`` of each image in a padded batch (boxes are normalised to
+        the valid image; the crop grid to the padded map, as the notebook rescales them); ``None``: no padding.
 
         Returns ``{"pred_logits": (N, Qk, K+1), "pred_coords": (N, Qk, 2) crop frame, "aux_outputs": [...]}``.
         """
-        grid = self.crop_grid(boxes)
+        grid = self.crop_grid(boxes if valid is None else boxes * valid[batch_idx].repeat(1, 2).to(boxes))
         crops = [
             F.grid_sample(feats[i][batch_idx], grid.to(feats[i].dtype), mode="bilinear", padding_mode="border",
                           align_corners=False)
@@ -230,20 +217,22 @@ class PRTREndToEnd(nn.Module):
 
     # ------------------------------------------------------------------------------------------- API
 
-    def forward(self, images: torch.Tensor, targets: Targets | None = None) -> dict:
+    def forward(self, images: torch.Tensor, targets: Targets | None = None,  # type: ignore[override]
+                mask: torch.Tensor | None = None) -> dict:
         """Detect persons and regress their joints.
 
         Args:
             images: ``(B, 3, H, W)`` whole images.
             targets: training only, per image ``{"boxes": (n, 4) cxcywh normalised, "keypoints": (n, K, 3)
                 normalised x, y + visibility}``: persons are then the queries matched to them.
+            mask: ``(B, H, W)`` ``True`` on the padding of a padded batch (DETR augmentation), or ``None``.
 
         Returns:
             the detector outputs (``pred_logits``, ``pred_boxes``, ``aux_outputs``) plus ``kpt`` (keypoint
             Transformer outputs for ``N`` persons), ``kpt_batch`` / ``kpt_query`` ``(N,)``, ``kpt_boxes (N, 4)`` and,
             in training, ``kpt_target (N,)`` (index of the matched ground-truth person).
         """
-        feats, det = self.detect(images)
+        feats, det = self.detect(images, mask)
         if targets is not None:
             b_idx, q_idx, t_idx = self._select_train(det, targets)
             det["kpt_target"] = t_idx
@@ -256,7 +245,7 @@ class PRTREndToEnd(nn.Module):
                 boxes = self.jitter_boxes(boxes)
         det["kpt_batch"], det["kpt_query"], det["kpt_boxes"] = b_idx, q_idx, boxes
         if len(b_idx):
-            det["kpt"] = self.keypoints(feats, b_idx, boxes)
+            det["kpt"] = self.keypoints(feats, b_idx, boxes, valid_fraction(mask))
         else:
             det["kpt"] = None
         return det
@@ -265,6 +254,17 @@ class PRTREndToEnd(nn.Module):
         """Detection loss + ``kpt_weight`` × keypoint set loss (see the module docstring) → ``(total, parts)``."""
         return end_to_end_loss(outputs, targets, self.det_criterion, self.kpt_criterion, self.kpt_weight,
                                self.image_to_crop, self.crop_to_image)
+
+
+def valid_fraction(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """``(B, 2)`` unpadded fraction ``(w, h)`` of each image of a padded batch (``mask (B, H, W)`` ``True`` on
+    padding); ``None`` when nothing is padded."""
+    if mask is None or not bool(mask.any()):
+        return None
+    valid = ~mask
+    w = valid[:, 0, :].sum(-1).float() / mask.shape[2]
+    h = valid[:, :, 0].sum(-1).float() / mask.shape[1]
+    return torch.stack([w, h], dim=1)
 
 
 def e2e_loss(model: PRTREndToEnd, images: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, dict[str, float]]:
@@ -276,8 +276,7 @@ def e2e_loss(model: PRTREndToEnd, images: torch.Tensor, targets: Targets) -> tup
 
 
 def _e2e_resnet(depth: int, input_size: Sequence[int], **kw) -> PRTREndToEnd:
-    make = {50: resnet50, 101: resnet101}[depth]
-    body = make(out_levels=(2, 3, 4), norm=FrozenBatchNorm2d, frozen_stages=1)
+    body = detr_resnet(depth, out_levels=(2, 3, 4))
     return PRTREndToEnd(body, body.channels, (int(input_size[0]), int(input_size[1])), **kw)
 
 
@@ -291,6 +290,19 @@ def prtr_e2e_r50(input_size: Sequence[int] = (800, 800), **kw) -> PRTREndToEnd:
 def prtr_e2e_r101(input_size: Sequence[int] = (800, 800), **kw) -> PRTREndToEnd:
     """End-to-end PRTR, ResNet-101, crops from C3–C5 (paper Table 1: 64.8 AP COCO val, Table 2: 63.4 test-dev)."""
     return _e2e_resnet(101, input_size, **kw)
+
+
+@register_model
+def prtr_e2e_hrnet_w48(input_size: Sequence[int] = (800, 800), crop_levels: Sequence[int] = (1, 2, 3),
+                       **kw) -> PRTREndToEnd:
+    """End-to-end PRTR, HRNet-W48 (paper Table 1: 66.2 AP COCO val, Table 2: 64.9 test-dev).
+
+    The paper names the backbone only. *Assumptions*: the full four-stage HRNet-W48 (BatchNorm, every branch
+    out: 48 / 96 / 192 / 384 channels at strides 4 / 8 / 16 / 32), the detector on the stride-32 branch, crops
+    from the stride 8 / 16 / 32 branches (``crop_levels``), the counterpart of the ResNet models' C3-C5."""
+    body: HRNet = hrnet(48, multi_scale_output=True)
+    return PRTREndToEnd(body, body.channels, (int(input_size[0]), int(input_size[1])), crop_levels=crop_levels,
+                        **kw)
 
 
 @register_model

@@ -4,12 +4,13 @@
   the model lacks (ResNet-S: layer3, layer4) are unused.
 * HRNet ImageNet classifier: ``conv1 bn1 conv2 bn2 layer1 transition1..3 stage2..4 incre_modules downsamp_modules
   final_layer`` → ``<backbone>.*`` by name. TransPose-H (HRNet-S) takes ``conv1``..``stage3`` only (the official
-  configs' ``PRETRAINED_LAYERS``); PRTR's HRNet-W32 takes everything but ``classifier``.
-* DETR COCO checkpoint (under ``["model"]``), into end-to-end PRTR's detector: ``backbone.0.body.*`` →
-  ``backbone.*``; ``transformer.* input_proj.* query_embed.* bbox_embed.*`` by name (same shapes); ``class_embed``
-  has 92 rows (the 91 COCO ids, no-object last): rows 1 (person) and 91 (no-object) become our two rows (person,
-  no-object), as PRTR fine-tunes DETR "keeping only the person prototype" (FACTS §4.3). The keypoint part
-  (``kpt_*``) stays fresh.
+  configs' ``PRETRAINED_LAYERS``); a four-stage HRNet body (end-to-end PRTR HRNet-W48) also ``transition3`` and
+  ``stage4``; PRTR's HRNet-W32 takes everything but ``classifier``.
+* DETR COCO checkpoint (under ``["model"]``), into a person DETR (PRTR's detector, end-to-end PRTR's):
+  ``backbone.0.body.*`` → ``backbone.*``; ``transformer.* input_proj.* query_embed.* bbox_embed.*`` by name (same
+  shapes); ``class_embed`` has 92 rows (the 91 COCO ids, no-object last): rows 1 (person) and 91 (no-object)
+  become our two rows (person, no-object), as PRTR fine-tunes DETR "keeping only the person prototype" (FACTS
+  §4.3). The keypoint part (``kpt_*``) stays fresh.
 * DINO backbone file: ``backbone.*`` or unprefixed keys (``module.`` dropped) → ``<backbone>.*`` by name.
 
 ``<backbone>`` is ``backbone.body`` for two-stage PRTR and ``backbone`` for every other model. BatchNorm step
@@ -31,8 +32,8 @@ from ..errors import CheckpointError
 from ..models.backbones.hrnet import HRNet
 from ..models.backbones.hrnet_cls import HRNetCls
 from ..models.backbones.resnet import BasicResNet, ResNet
+from ..models.person_detr import PersonDETR
 from ..models.prtr import PRTR
-from ..models.prtr_e2e import PRTREndToEnd
 
 log = logging.getLogger("poserepro.weights")
 
@@ -159,7 +160,9 @@ def load_backbone_file(model: nn.Module, state: Mapping[str, torch.Tensor], sour
 def load_imagenet(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> InitReport:
     """A torchvision ResNet or HRNet ImageNet classifier into the backbone (see the module table)."""
     bb = backbone_module(model)
-    only = HRNET_S_LAYERS if isinstance(bb, HRNet) and not isinstance(bb, HRNetCls) else None
+    only = None
+    if isinstance(bb, HRNet) and not isinstance(bb, HRNetCls):
+        only = HRNET_S_LAYERS if bb.num_stages == 3 else HRNET_S_LAYERS + ("transition3", "stage4")
     return load_backbone_file(model, state, source, only)
 
 
@@ -174,10 +177,10 @@ def dino_backbone_state(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, to
 
 
 def load_detr(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> InitReport:
-    """A DETR COCO checkpoint into the end-to-end PRTR detector (see the module table)."""
-    if not isinstance(model, PRTREndToEnd):
-        raise CheckpointError(f"detr: starts the end-to-end PRTR detector; {type(model).__name__} has none "
-                              "(use imagenet for two-stage PRTR)")
+    """A DETR COCO checkpoint into a person DETR: PRTR's detector or end-to-end PRTR's (see the module table)."""
+    if not isinstance(model, PersonDETR):
+        raise CheckpointError(f"detr: starts a person DETR (prtr_detector_*, prtr_e2e_*); {type(model).__name__} "
+                              "has none (use imagenet for two-stage PRTR)")
     own = model.state_dict()
     expected = [k for k in own if _counted(k) and k.startswith(("backbone.", *DETR_DETECTOR))]
     pairs: dict[str, torch.Tensor] = {}

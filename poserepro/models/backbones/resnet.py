@@ -160,6 +160,11 @@ def resnet101(out_levels: Sequence[int] = (4,), norm: NormFactory | None = None,
     return ResNet((3, 4, 23, 3), out_levels, norm, frozen_stages)
 
 
+def resnet152(out_levels: Sequence[int] = (4,), norm: NormFactory | None = None, frozen_stages: int = -1) -> ResNet:
+    """ResNet-152 returning the requested stages (1..4 = C2..C5); torchvision's ``resnet152`` layout."""
+    return ResNet((3, 8, 36, 3), out_levels, norm, frozen_stages)
+
+
 class BasicBlock(nn.Module):
     """ResNet basic block (ResNet-18/34): 3×3 (stride here) → 3×3, projection shortcut when shapes change."""
 
