@@ -2,16 +2,14 @@
 
 The decoding (heatmap argmax / DARK / UDP, the set read-out's Hungarian matching, flip merging, the inverse
 affine) stays in Python: it is data-dependent (Hungarian) or cheap, and :mod:`poserepro.codecs` does it on the
-exported outputs exactly as on PyTorch's. Outputs by ``output_type``:
+exported outputs exactly as on PyTorch's. Each family says what its graph returns
+(:meth:`~poserepro.families.ModelFamily.export_outputs`) or why it cannot be one graph
+(:attr:`~poserepro.families.ModelFamily.not_exportable`):
 
-=============  ==============================================  ============================================
-output_type    models                                          outputs (batch first)
-=============  ==============================================  ============================================
-``heatmap``    TransPose, BTranspose, SimpleBaseline           ``heatmaps (B, K, h, w)``
-``set``        two-stage PRTR                                  ``pred_logits (B, Q, K+1)``, ``pred_coords (B, Q, 2)``
-``regression`` TFPose                                          ``coords (B, K, 2)`` (normalised to the crop)
-``e2e``        end-to-end PRTR                                 not exportable (see :data:`NOT_EXPORTABLE`)
-=============  ==============================================  ============================================
+- TransPose, BTranspose, SimpleBaseline: ``heatmaps (B, K, h, w)``
+- two-stage PRTR: ``pred_logits (B, Q, K+1)``, ``pred_coords (B, Q, 2)``
+- TFPose: ``coords (B, K, 2)`` (normalised to the crop)
+- end-to-end PRTR and the person detectors: not exportable (the family's reason)
 """
 
 from __future__ import annotations
@@ -20,21 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import PoseReproError
-
-#: output names of each exportable ``output_type`` (``None``: the model returns one tensor)
-OUTPUTS: dict[str, tuple[str, ...] | None] = {
-    "heatmap": None,
-    "set": ("pred_logits", "pred_coords"),
-    "regression": ("coords",),
-}
-
-#: families that cannot be exported, and why
-NOT_EXPORTABLE = {
-    "e2e": "end-to-end PRTR crops each image's most confident detector queries with indices that depend on the "
-           "data (top-k over queries, then per-person grid_sample on the gathered boxes); a fixed graph would "
-           "bake in one image's person count. Export its detector and keypoint halves separately instead "
-           "(not implemented)",
-}
+from ..families import family_of
 
 
 class ExportError(PoseReproError):
@@ -46,15 +30,11 @@ class ExportGraph(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        kind = getattr(model, "output_type", "heatmap")
-        if kind in NOT_EXPORTABLE:
-            raise ExportError(f"{type(model).__name__} (output_type {kind!r}) cannot be exported: "
-                              f"{NOT_EXPORTABLE[kind]}")
-        if kind not in OUTPUTS:
-            raise ExportError(f"no export outputs are declared for output_type {kind!r} "
-                              "(poserepro.export.graph.OUTPUTS)")
+        family = family_of(model)
+        if family.not_exportable:
+            raise ExportError(f"{type(model).__name__} cannot be exported: {family.not_exportable}")
         self.model = model.eval()
-        self.keys = OUTPUTS[kind]
+        self.keys = family.export_outputs(model)
         self.names: tuple[str, ...] = ("heatmaps",) if self.keys is None else self.keys
         self.eval()  # the wrapper too: exporters restore the wrapper's mode onto every submodule afterwards
 

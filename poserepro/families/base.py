@@ -71,6 +71,13 @@ class ModelFamily:
     heatmap_output: bool = False
     #: a person detector: its read-out is COCO person boxes, not keypoints (``poserepro detect``)
     detector: bool = False
+    #: why one fixed graph cannot hold this family's models (``poserepro export`` refuses them with it)
+    not_exportable: str | None = "no export outputs are declared for this family"
+
+    def export_outputs(self, model: nn.Module) -> tuple[str, ...] | None:
+        """The raw outputs an exported graph of ``model`` returns, in order: keys of the model's output dict, or
+        ``None`` when the model returns one tensor (exported as ``heatmaps``). Decoding stays in Python."""
+        return None
 
     def train_dataset(self, recipe: Recipe) -> Dataset:
         """The training split, ready for a ``DataLoader`` (its ``collate`` / ``transform`` are used if present)."""

@@ -21,6 +21,8 @@ from .topdown import TopDownFamily
 class HeatmapFamily(TopDownFamily):
     """``model(images) -> (B, K, h, w)`` heatmaps; targets come with the crops (``batch['heatmaps']``)."""
 
+    not_exportable = None  # one tensor out: exported as ``heatmaps``
+
     output_types = ("heatmap",)
     heatmap_output = True
 

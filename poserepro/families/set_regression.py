@@ -21,6 +21,11 @@ class SelfDecodingFamily(TopDownFamily):
     """``output_type`` ``"set"`` (PRTR) or ``"regression"`` (TFPose)."""
 
     output_types = ("set", "regression")
+    not_exportable = None
+
+    def export_outputs(self, model: nn.Module) -> tuple[str, ...]:
+        """PRTR: ``pred_logits (B, Q, K+1)``, ``pred_coords (B, Q, 2)``; TFPose: ``coords (B, K, 2)``."""
+        return ("pred_logits", "pred_coords") if model.output_type == "set" else ("coords",)
 
     def criterion(self, recipe: Recipe, model: nn.Module, device: torch.device) -> Criterion:
         return lambda outputs, batch: model.loss(outputs, batch)

@@ -41,6 +41,10 @@ class WholeImageFamily(ModelFamily):
 
     output_types = ("e2e",)
     whole_image = True
+    not_exportable = (
+        "end-to-end PRTR crops each image's most confident detector queries with indices that depend on the data "
+        "(top-k over queries, then per-person grid_sample on the gathered boxes); a fixed graph would bake in one "
+        "image's person count. Export its detector and keypoint halves separately instead (not implemented)")
 
     def train_dataset(self, recipe: Recipe) -> WholeImageDataset:
         return whole_image_dataset(recipe, "train", train=True)
