@@ -25,7 +25,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("weights",),
     ("families",),
     ("engine",),
-    ("bench", "sweeps", "report", "curves", "explain", "regression", "pretrain"),
+    ("pretrain",),  # a training job of its own (DINO); the sweeps run it before the "-Dino" cells fine-tune
+    ("bench", "sweeps", "report", "curves", "explain", "regression"),
     ("cli",),
     ("__init__", "__main__"),
 )

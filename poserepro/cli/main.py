@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from . import data as data_cli
+from . import pretrain as pretrain_cli
 from . import weights as weights_cli
 from .ablate import ablate_cmd
 from .bench import bench as bench_cmd
@@ -96,6 +97,7 @@ app.command("explain")(explain_cmd)
 app.command("report")(report_cmd)
 app.command("bench")(bench_cmd)
 app.command("convert")(convert_cmd)
+app.add_typer(pretrain_cli.app, name="pretrain", help="Self-supervised backbone pretraining (DINO).")
 app.add_typer(weights_cli.app, name="weights", help="Starting-point weights: list the catalogue, fetch a file.")
 
 

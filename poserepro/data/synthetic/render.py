@@ -57,8 +57,8 @@ from .skeleton import (
     RWRI,
     Person,
     place_person,
-    view_of,
     unit,
+    view_of,
 )
 
 #: One rendering job: ``(config, split, index, jpeg path)``.
