@@ -268,3 +268,12 @@ def test_btranspose_init_sweep_pretrains_then_fine_tunes(tmp_path: Path) -> None
     paper = {c.variant.name: c for c in plan(get_sweep("btranspose-init"), False, [], tmp_path)}
     assert paper["c3a1-dino"].pretrain[0] == "btranspose-c3a1-4h-dino"
     assert paper["c3a1-dino"].train_recipe.paper.value == 76.4
+
+
+def test_cli_data_imagenet_says_where(tmp_path: Path) -> None:
+    from poserepro.cli.main import app
+
+    (tmp_path / "n01440764").mkdir()
+    cv2.imwrite(str(tmp_path / "n01440764" / "a.JPEG"), np.zeros((4, 4, 3), np.uint8))
+    out = CliRunner().invoke(app, ["data", "imagenet", "--root", str(tmp_path)])
+    assert out.exit_code == 0 and "no public download URL" in out.output and "1 class folders, 1 images" in out.output

@@ -88,6 +88,7 @@ def list_cmd(
 
 
 data_cli.app.command("synth")(synth_cmd)
+data_cli.app.command("imagenet")(pretrain_cli.imagenet_cmd)
 app.add_typer(data_cli.app, name="data", help="Download, verify and synthesise datasets.")
 app.command("train")(train_cmd)
 app.command("eval")(eval_cmd)

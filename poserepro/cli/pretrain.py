@@ -95,3 +95,28 @@ def list_cmd() -> None:
         r = load_pretrain_recipe(stem)
         t.add_row(stem, r.model.name, r.data.source, str(r.train.epochs))
     console.print(t)
+
+
+IMAGENET_WHERE = (
+    "ImageNet (ILSVRC-2012) has no public download URL: its terms require an account. Register at "
+    "https://image-net.org/download.php (or use a copy your institution holds, e.g. the Kaggle "
+    "'imagenet-object-localization-challenge' data), then extract the train set so that it reads "
+    "ROOT/<wnid>/<image>.JPEG (the ImageFolder layout; DINO ignores the class folders). Point a pretraining "
+    "recipe at it with --set data.root=ROOT (default data/imagenet/train). Without ImageNet, pretrain on COCO "
+    "person crops (data.source=coco_persons) or the embedded synthetic set (data.source=synthetic).")
+
+
+def imagenet_cmd(
+    root: Annotated[Path, typer.Option("--root", help="Where the ImageNet train folder is (or will be).")]
+    = Path("data/imagenet/train"),
+) -> None:
+    """Where to get ImageNet for DINO pretraining (no public URL), and whether ROOT holds it."""
+    from ..pretrain.data import IMAGE_SUFFIXES
+
+    console.print(IMAGENET_WHERE, soft_wrap=True)
+    if not root.is_dir():
+        console.print(f"{root}: not there yet")
+        return
+    classes = [d for d in root.iterdir() if d.is_dir()]
+    n = sum(1 for d in classes for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    console.print(f"{root}: {len(classes)} class folders, {n} images (ImageNet train: 1000 and 1,281,167)")
