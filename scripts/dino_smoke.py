@@ -24,7 +24,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from poserepro.io import locked  # noqa: E402
 from poserepro.results import RESULTS_DIR, append_rows, environment  # noqa: E402
 
 PRETRAIN_COLUMNS = ("recipe", "model", "run_dir", "epochs", "images", "knn_label", "knn_init", "knn", "knn_majority",
@@ -50,8 +49,7 @@ def record(run_dir: Path, out: Path) -> dict:
            "torch": env.get("torch", ""), "git_sha": env.get("git_sha", ""),
            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
            "command": f"python -m poserepro pretrain dino {rec['name']} --run-dir {run_dir}"}
-    with locked(out):
-        append_rows(out, [row], PRETRAIN_COLUMNS)
+    append_rows(out, [row], PRETRAIN_COLUMNS)  # under the file's lock
     return row
 
 
@@ -64,7 +62,8 @@ def table2(init: str, backbone: str | None, seeds: list[int], data: str, workdir
         if init == "dino":
             extra.append(f"model.init=dino:{backbone}")
         wd = workdir / f"{init}-seed{seed}"
-        res = run_ci_budget("btranspose-smoke", wd, data_root=data, with_untrained=False, extra_overrides=extra)
+        res = _finished(wd, data, extra) or run_ci_budget("btranspose-smoke", wd, data_root=data,
+                                                          with_untrained=False, extra_overrides=extra)
         env = environment()
         cmd = " ".join(["python scripts/dino_smoke.py table2 --init", init, *(["--backbone", backbone] if backbone
                                                                                 else []), "--seeds", str(seed)])
@@ -73,11 +72,34 @@ def table2(init: str, backbone: str | None, seeds: list[int], data: str, workdir
                "train_seconds": round(res.train_seconds, 1), "torch": env.get("torch", ""),
                "git_sha": env.get("git_sha", ""), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
                "command": shlex.join(cmd.split())}
-        with locked(out):
-            append_rows(out, [row], TABLE2_COLUMNS)
+        append_rows(out, [row], TABLE2_COLUMNS)  # under the file's lock
         print(row, flush=True)
         rows.append(row)
     return rows
+
+
+def _finished(wd: Path, data: str, extra: list[str]):  # noqa: ANN202
+    """A CI-budget run already trained in ``wd`` (its last epoch checkpointed): evaluated again, not retrained."""
+    import torch
+
+    from poserepro.engine import build_model, evaluate
+    from poserepro.engine.checkpoint import load_checkpoint
+    from poserepro.recipes import load_recipe
+    from poserepro.regression import CIRun, ci_overrides, intra_op_threads
+
+    rec = load_recipe("btranspose-smoke", ci_overrides("btranspose-smoke", data, extra))
+    ck = wd / "run" / "checkpoint.pth"
+    if not ck.is_file() or int(load_checkpoint(ck)["epoch"]) != rec.schedule.epochs - 1:
+        return None
+    with intra_op_threads(1):
+        model = build_model(rec)
+        model.load_state_dict(load_checkpoint(ck)["model"])
+        with torch.inference_mode():
+            m = evaluate(model, rec, wd / "run", split="val", use_gt_boxes=False).metrics
+    log = [json.loads(line) for line in (wd / "run" / "log.jsonl").read_text().splitlines()]
+    budget = f"{rec.schedule.epochs} ep x {rec.data.synth_images} img, bs {rec.train.batch_size}, detected boxes"
+    return CIRun("btranspose-smoke", rec.model.name, budget, ("AP",), {"AP": float(m["AP"]), "AP50": float(m["AP50"])},
+                 {}, sum(r["seconds"] for r in log))
 
 
 def main() -> None:
