@@ -300,3 +300,18 @@ def test_ci_guard_smoke_pretraining_does_not_collapse(planted: str | None, tmp_p
     last = pretrain_dino(rec, tmp_path / "run").last
     ok = 5.0 <= last["teacher_entropy"] <= last["max_entropy"] - 0.5
     assert ok == (planted is None), (planted, last["teacher_entropy"], last["kl"])
+
+
+@pytest.mark.parametrize("name,args", [
+    ("btranspose_smoke", {"widths": [16, 24, 32], "blocks": [1, 1, 1], "mhsa_groups": [3]}),  # C2A1 layout
+    ("btranspose_smoke", {"mhsa_groups": [3, 4]}),                                            # C2A2 layout
+    ("transpose_r_smoke", {}),                                                                # a ResNet-S
+])
+def test_student_over_other_backbones(name: str, args: dict) -> None:
+    from poserepro.pretrain.train import build_student
+
+    rec = load_pretrain_recipe("btranspose-smoke-dino", [f"model.name={name}", f"model.args={args}",
+                                                         "data.global_size=[32, 48]", "model.out_dim=16"])
+    student = build_student(rec)
+    out = student([torch.randn(2, 3, 48, 32)] * 2)
+    assert out.shape == (4, 16) and torch.isfinite(out).all()
