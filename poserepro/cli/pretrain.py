@@ -119,4 +119,5 @@ def imagenet_cmd(
         return
     classes = [d for d in root.iterdir() if d.is_dir()]
     n = sum(1 for d in classes for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    console.print(f"{root}: {len(classes)} class folders, {n} images (ImageNet train: 1000 and 1,281,167)")
+    console.print(f"{root}: {len(classes)} class folders, {n} images (ImageNet train: 1000 and 1,281,167)",
+                  soft_wrap=True)

@@ -42,9 +42,11 @@ def _btranspose_heads() -> Sweep:
 
 def _btranspose_depth_width() -> Sweep:
     cells = (Variant("n4-base", (), paper_value=76.4, paper_params_m=10.1, note=_RANDOM),
-             Variant("n6-base", (), paper_value=76.3, recipe="btranspose-c3a1-4h-n6", paper_params_m=11.67,
+             Variant("n6-base", ("model.init=null",), paper_value=76.3, recipe="btranspose-c3a1-4h-n6",
+                     paper_params_m=11.67,
                      smoke=("model.args.num_layers=3",), note=_RANDOM),
-             Variant("n4-large", (), paper_value=76.7, recipe="btranspose-c3a1-4h-large", paper_params_m=23.82,
+             Variant("n4-large", ("model.init=null",), paper_value=76.7, recipe="btranspose-c3a1-4h-large",
+                     paper_params_m=23.82,
                      smoke=("model.args.widths=[16, 32, 64, 64]",), note=_RANDOM))
     return Sweep("btranspose-depth-width",
                  "BTranspose Table 4: C3A1(4)-Dino with N 4 / 6 encoder layers and base / Large widths "
