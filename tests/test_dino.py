@@ -316,3 +316,13 @@ def test_student_over_other_backbones(name: str, args: dict) -> None:
     student = build_student(rec)
     out = student([torch.randn(2, 3, 48, 32)] * 2)
     assert out.shape == (4, 16) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("extra", [("optim.name=sgd",), ("optim.name=lars",), ("train.amp=bf16",),
+                                   ("train.amp=fp16",)], ids=["sgd", "lars", "bf16", "fp16"])
+def test_optimizers_and_mixed_precision_run(folder: Path, tmp_path: Path, extra: tuple[str, ...]) -> None:
+    res = pretrain_dino(_tiny(folder, "train.epochs=1", "optim.warmup_epochs=0", "train.max_steps_per_epoch=1",
+                              *extra), tmp_path / "r")
+    assert math.isfinite(res.last["loss"]) and res.backbone_file is not None
+    state = torch.load(res.checkpoint, weights_only=True)
+    assert state["optimizer"]["param_groups"][0]["weight_decay"] == pytest.approx(0.04)  # the wd schedule's start
