@@ -26,7 +26,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("weights",),
     ("families",),
     ("engine",),
-    ("bench", "sweeps", "report", "curves", "explain", "regression", "pretrain", "infer", "export"),
+    ("pretrain",),  # a training job of its own (DINO); the sweeps run it before the "-Dino" cells fine-tune
+    ("bench", "sweeps", "report", "curves", "explain", "regression", "infer", "export"),
     ("cli",),
     ("__init__", "__main__"),
 )

@@ -49,7 +49,9 @@ def _dry_run(name: str, smoke: bool, sets: list[str], only: list[str]) -> None:
         if c.skip:
             _say(f"    skipped: {c.skip}")
             continue
-        train_cmd, eval_cmd = commands(c)
+        *pre, train_cmd, eval_cmd = commands(c)  # pre: the DINO pretraining a cell starts from, if any
+        for line in pre if c.train_key not in trained else []:
+            _say(f"    {line}")
         _say(f"    {train_cmd}" if c.train_key not in trained else f"    (shares the trained model {c.run_dir})")
         _say(f"    {eval_cmd}")
         trained.add(c.train_key)

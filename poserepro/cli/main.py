@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from . import data as data_cli
+from . import pretrain as pretrain_cli
 from . import weights as weights_cli
 from .ablate import ablate_cmd
 from .bench import bench as bench_cmd
@@ -90,6 +91,7 @@ def list_cmd(
 
 
 data_cli.app.command("synth")(synth_cmd)
+data_cli.app.command("imagenet")(pretrain_cli.imagenet_cmd)
 app.add_typer(data_cli.app, name="data", help="Download, verify and synthesise datasets.")
 app.command("train")(train_cmd)
 app.command("eval")(eval_cmd)
@@ -102,6 +104,7 @@ app.command("export")(export_cmd)
 app.command("report")(report_cmd)
 app.command("bench")(bench_cmd)
 app.command("convert")(convert_cmd)
+app.add_typer(pretrain_cli.app, name="pretrain", help="Self-supervised backbone pretraining (DINO).")
 app.add_typer(weights_cli.app, name="weights", help="Starting-point weights: list the catalogue, fetch a file.")
 
 

@@ -31,6 +31,8 @@ class Variant:
         reference: the cell others of its series are compared with (direction of the effect); default: the
             series' first cell.
         note: one line on how this cell departs from the paper's setting.
+        pretrain: a pretraining recipe (``recipes/pretrain/``) run once before this cell trains; the cell then
+            starts from its teacher backbone (``model.init=dino:...``). ``smoke_pretrain``: the smoke one.
     """
 
     name: str
@@ -48,6 +50,8 @@ class Variant:
     x: str = ""
     reference: bool = False
     note: str = ""
+    pretrain: str | None = None
+    smoke_pretrain: str | None = None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class Cell:
     train_recipe: Recipe | None
     eval_recipe: Recipe | None
     skip: str | None = None
+    pretrain: tuple[str, tuple[str, ...], Path] | None = None  # (pretraining recipe, its overrides, its run dir)
 
     @property
     def cell_key(self) -> str:
@@ -86,6 +87,9 @@ def plan(sweep: Sweep, smoke: bool, extra: list[str], runs_root: Path = Path("ru
         own = v.smoke if (smoke and v.smoke is not None) else v.overrides
         ev = v.smoke_eval if (smoke and v.smoke_eval is not None) else v.eval_overrides
         train_over, eval_over = (*own, *extra), tuple(ev)
+        pre = _pretrain_plan(v, smoke, own, runs_root)
+        if pre is not None:  # fine-tune from the pretraining's teacher backbone
+            train_over = (*train_over, f"model.init=dino:{pre[2] / 'teacher_backbone.pth'}")
         key = _digest([base, *train_over])
         # keyed by the training settings only: sweeps that train the same model (pos-embed, resolution) share it
         run_dir = runs_root / "ablate" / f"{'smoke-' if smoke else ''}{key}"
@@ -96,8 +100,19 @@ def plan(sweep: Sweep, smoke: bool, extra: list[str], runs_root: Path = Path("ru
             rec_eval = with_device(load_recipe(base, [*train_over, *eval_over]))
             check_model_args(sweep.name, v.name, rec_train)
             check_model_args(sweep.name, v.name, rec_eval)
-        cells.append(Cell(sweep.name, v, base, train_over, eval_over, key, run_dir, rec_train, rec_eval, skip))
+        cells.append(Cell(sweep.name, v, base, train_over, eval_over, key, run_dir, rec_train, rec_eval, skip, pre))
     return cells
+
+
+def _pretrain_plan(v: Variant, smoke: bool, own: tuple[str, ...],
+                   runs_root: Path) -> tuple[str, tuple[str, ...], Path] | None:
+    """A cell's pretraining: its recipe, the cell's ``model.args`` overrides (the same backbone) and a run
+    directory keyed by both (cells with the same backbone share one pretraining)."""
+    stem = v.smoke_pretrain if smoke else v.pretrain
+    if stem is None:
+        return None
+    over = tuple(o for o in own if o.startswith("model.args."))
+    return stem, over, runs_root / "pretrain" / f"{'smoke-' if smoke else ''}{stem}-{_digest([stem, *over])}"
 
 
 def commands(cell: Cell) -> list[str]:
@@ -105,7 +120,12 @@ def commands(cell: Cell) -> list[str]:
     sets = "".join(f" --set {shlex.quote(o)}" for o in cell.train_overrides)
     evs = "".join(f" --set {shlex.quote(o)}" for o in cell.eval_overrides)
     run = shlex.quote(str(cell.run_dir))
-    return [f"poserepro train {cell.base}{sets} --run-dir {run}",
+    pre = []
+    if cell.pretrain is not None:
+        stem, over, pdir = cell.pretrain
+        psets = "".join(f" --set {shlex.quote(o)}" for o in over)
+        pre = [f"poserepro pretrain dino {stem}{psets} --run-dir {shlex.quote(str(pdir))}"]
+    return [*pre, f"poserepro train {cell.base}{sets} --run-dir {run}",
             f"poserepro eval {run}{evs} --no-record"]
 
 

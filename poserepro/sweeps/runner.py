@@ -109,9 +109,25 @@ def _rows(cell: Cell, metrics: dict[str, float], model: torch.nn.Module, smoke: 
     return out
 
 
+def _pretrain_once(cell: Cell, log: Callable[[str], None]) -> None:
+    """Run the cell's DINO pretraining unless its teacher backbone is already there (resuming a cut run)."""
+    from ..pretrain.recipe import load_pretrain_recipe
+    from ..pretrain.train import BACKBONE_FILE, pretrain_dino
+
+    if cell.pretrain is None:
+        return
+    stem, over, pdir = cell.pretrain
+    if (pdir / BACKBONE_FILE).is_file():
+        return
+    resume = (pdir / "checkpoint.pth").is_file()
+    log(f"[{cell.variant.name}] {'resuming' if resume else 'running'} DINO pretraining {stem} → {pdir}")
+    pretrain_dino(load_pretrain_recipe(stem, list(over)), pdir, resume=resume)
+
+
 def _train_once(cell: Cell, trained: set[str], log: Callable[[str], None], progress: Any) -> None:
     rec = cell.train_recipe
     assert rec is not None
+    _pretrain_once(cell, log)
     if cell.train_key in trained or _finished(cell.run_dir, rec.schedule.epochs):
         if cell.train_key not in trained:
             log(f"[{cell.variant.name}] trained model found in {cell.run_dir}")

@@ -40,7 +40,8 @@ PERSON_CATEGORY: dict[str, Any] = {
 #: unambiguous.
 VAL_ID_OFFSET = 1_000_000
 
-GENERATOR_VERSION = 2
+#: 3: annotations carry per-person ``synth`` labels (pose class, view, yaw); images are byte-identical to 2.
+GENERATOR_VERSION = 3
 SPLITS: tuple[str, ...] = ("train", "val")
 SPLIT_CODE = {"train": 1, "val": 2}
 DET_CODE = 7

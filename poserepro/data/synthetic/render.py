@@ -58,6 +58,7 @@ from .skeleton import (
     Person,
     place_person,
     unit,
+    view_of,
 )
 
 #: One rendering job: ``(config, split, index, jpeg path)``.
@@ -348,6 +349,8 @@ def render_image(cfg: SynthConfig, split: str, index: int) -> tuple[np.ndarray, 
                 "num_keypoints": nvis,
                 "bbox": [float(x0), float(y0), float(x1 - x0 + 1), float(y1 - y0 + 1)],
                 "area": float(area),
+                # per-person labels the generator knows (not COCO fields; COCO tools ignore them): for probes
+                "synth": {"pose_class": p.family, "view": view_of(p.yaw), "yaw": round(p.yaw, 1)},
             }
         )
     return img, anns

@@ -142,6 +142,8 @@ class Person:
     head_fwd: np.ndarray  # (3,) head forward direction in camera frame
     stature: float
     extent: np.ndarray  # (4,) x0, y0, x1, y1 of the whole figure in pixels
+    family: str = ""  # pose family (one of ``POSE_CLASSES``): a per-person label for probes (k-NN, DINO)
+    yaw: float = 0.0  # turn about the vertical axis in degrees, [-180, 180); 0 = facing the camera
 
 
 def _build_person(
@@ -259,6 +261,7 @@ def _build_person(
         "roll": roll * d2r,
         "aspect": u(0.9, 1.1),
         "family": ang["family"],
+        "yaw": float((yaw + 180.0) % 360.0 - 180.0),  # wrapped to [-180, 180)
     }
     return pts, extra
 
@@ -325,5 +328,19 @@ def place_person(
         head_r=ex["head_r"],
         head_fwd=ex["head_fwd"],
         stature=stature_px,
+        family=str(ex["family"]),
+        yaw=float(ex["yaw"]),
     )
+
+
+#: The pose families, in label order (``synth.pose_class`` of an annotation is one of these).
+POSE_CLASSES: tuple[str, ...] = _FAMILIES
+#: The views, in label order: |yaw| <= 45 front, >= 135 back, else side.
+VIEWS: tuple[str, ...] = ("front", "side", "back")
+
+
+def view_of(yaw: float) -> str:
+    """``front`` (|yaw| <= 45 degrees), ``back`` (>= 135) or ``side``."""
+    a = abs(yaw)
+    return "front" if a <= 45.0 else "back" if a >= 135.0 else "side"
 

@@ -1,0 +1,91 @@
+"""The backbone of a registered pose model as a DINO trunk, and the multi-crop wrapper.
+
+:func:`pose_backbone` builds a registered heatmap model and takes its CNN backbone (the module that
+``model.init: dino:PATH`` later fills, :func:`poserepro.weights.keymaps.backbone_module`). Its last feature map
+is average-pooled to one vector per crop (``pool="avg"``, what DINO does for ResNet-50 with ``fc`` removed) or
+flattened (``pool="flatten"``: what BTranspose's fork feeds its head; it needs one crop size, i.e. no local crops).
+
+:class:`MultiCropWrapper` runs the backbone once per group of consecutive crops of the same resolution,
+concatenates the features and runs the head once (facebookresearch/dino ``MultiCropWrapper``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ..models.registry import create_model
+from ..weights.keymaps import backbone_module
+
+Pool = Literal["avg", "flatten"]
+
+
+def pose_backbone(model_name: str, model_args: dict[str, Any] | None = None,
+                  input_size: tuple[int, int] = (192, 256)) -> nn.Module:
+    """The CNN backbone of the registered model ``model_name`` built with ``model_args`` at ``input_size``
+    ``(w, h)`` (BTranspose's MHSA position tensors are sized by it)."""
+    args = dict(model_args or {})
+    args.setdefault("input_size", tuple(input_size))
+    try:
+        model = create_model(model_name, **args)
+    except TypeError:  # a builder without input_size
+        args.pop("input_size")
+        model = create_model(model_name, **args)
+    return backbone_module(model)
+
+
+def pool_features(out: Any, pool: Pool = "avg") -> torch.Tensor:
+    """A backbone's output (a feature map ``(B, C, h, w)`` or a list of them: the last is used) → ``(B, D)``."""
+    if isinstance(out, (list, tuple)):
+        out = out[-1]
+    if out.dim() == 4:
+        return out.mean(dim=(2, 3)) if pool == "avg" else out.flatten(1)
+    return out.flatten(1)
+
+
+@torch.no_grad()
+def feature_dim(backbone: nn.Module, input_size: tuple[int, int], pool: Pool = "avg") -> int:
+    """``D`` of :func:`pool_features` for crops of ``input_size`` ``(w, h)`` (one dummy forward, eval mode)."""
+    was = backbone.training
+    backbone.eval()
+    try:
+        d = pool_features(backbone(torch.zeros(1, 3, input_size[1], input_size[0])), pool).shape[1]
+    finally:
+        backbone.train(was)
+    return int(d)
+
+
+def resolution_groups(crops: Sequence[torch.Tensor]) -> list[tuple[int, int]]:
+    """``[(start, end), ...]`` of consecutive crops with the same spatial size (``(H, W)``)."""
+    groups: list[tuple[int, int]] = []
+    start = 0
+    for i in range(1, len(crops) + 1):
+        if i == len(crops) or crops[i].shape[-2:] != crops[start].shape[-2:]:
+            groups.append((start, i))
+            start = i
+    return groups
+
+
+class MultiCropWrapper(nn.Module):
+    """``forward(crops [(B, 3, H_i, W_i)] * n) -> (n·B, out_dim)`` in crop order: one backbone pass per
+    resolution group (:func:`resolution_groups`), pooled, concatenated, one head pass.
+    ``backbone_features(crops)`` gives the pooled features ``(n·B, D)`` without the head (the k-NN probe)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, pool: Pool = "avg") -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.pool: Pool = pool
+
+    def backbone_features(self, crops: Sequence[torch.Tensor]) -> torch.Tensor:
+        feats = [pool_features(self.backbone(torch.cat(list(crops[a:b]))), self.pool)
+                 for a, b in resolution_groups(crops)]
+        return torch.cat(feats)
+
+    def forward(self, crops: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        if isinstance(crops, torch.Tensor):
+            crops = [crops]
+        return self.head(self.backbone_features(crops))
