@@ -247,3 +247,9 @@ def test_markdown_flags_effects_against_the_papers_direction(tmp_path: Path) -> 
     assert "| learnable |" in text and "agrees (vs none)" in text and "disagrees for sine" in text
     md, png = write_outputs(SWEEPS["pos-embed"], csv)
     assert md.read_text() == text and png.read_bytes()[:4] == b"\x89PNG"
+    floor = tmp_path / "ablation_prtr-queries_smoke.csv"  # equal APs (both at the floor): neither agrees nor not
+    append_rows(floor, [{"variant": v, "metric": "AP", "value": 0.0, "paper_value": ap, "model": "m",
+                         "input_size": "128x96", "boxes": "detected", "flip": True, "budget": "1 ep", "command": "c"}
+                        for v, ap in (("q100", 0.677), ("q50", 0.676))], ABLATION_COLUMNS)
+    text = markdown(SWEEPS["prtr-queries"], floor)
+    assert "ours: no change (vs q100)" in text and "no cell disagrees" in text

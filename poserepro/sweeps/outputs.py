@@ -52,6 +52,8 @@ def directions(sweep: Sweep, cells: list[dict[str, Any]]) -> dict[str, tuple[flo
             verdict = "no paper value"
         elif abs(d_paper) < 1e-9:
             verdict = "paper: no change"
+        elif abs(d_ours) < 5e-5:  # equal at the printed precision (e.g. both at the untrained floor)
+            verdict = "ours: no change"
         else:
             verdict = "agrees" if d_ours * d_paper > 0 else "disagrees"
         out[c["name"]] = (d_ours, d_paper, f"{verdict} (vs {ref})")
