@@ -15,6 +15,7 @@ budget() {  # "EPOCHS [MAX_STEPS_PER_EPOCH]" of a sweep's smoke budget
     # full epochs: the first sweeps recorded
     pos-embed|resolution|btranspose-heads) echo 6 ;;
     prtr-inference) echo 8 ;;
+    tfpose-aux) echo 4 ;;  # both cells at the budget of its first (no-aux) cell
     # reduced so that every sweep fits one session on a 2-core machine shared by several agents
     # (load average ~10): 4 epochs of at most 20 steps for the cheap families (TP-R, BTranspose, PRTR) ...
     encoder-layers|btranspose-*|prtr-*) echo 4 20 ;;
