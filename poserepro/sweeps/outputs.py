@@ -80,9 +80,12 @@ def markdown(sweep: Sweep, csv_path: Path) -> str:
     if skipped:
         lines += ["", "Skipped: " + "; ".join(skipped)]
     wrong = [n for n, (_, _, verdict) in dirs.items() if verdict.startswith("disagrees")]
+    same = [n for n, (_, _, verdict) in dirs.items() if verdict.startswith("ours: no change")]
     if cells:
+        said = [f"disagrees for {', '.join(wrong)}"] if wrong else []
+        said += [f"no change in ours for {', '.join(same)}"] if same else []
         lines += ["", f"Budget: {cells[0]['budget']}. Direction against the paper: "
-                  + (f"disagrees for {', '.join(wrong)}." if wrong else "no cell disagrees.")]
+                  + ("; ".join(said) if said else "no cell disagrees") + "."]
         commands = sorted({c["command"] for c in cells if c.get("command")})
         if commands:
             lines += ["", "Produced by " + "; ".join(f"`{c}`" for c in commands) + "."]
