@@ -202,7 +202,7 @@ def test_relpos_mhsa_matches_rel_to_abs_reference() -> None:
     logits = q.reshape(2, nh, h * w, dh) @ k + rel
     ref = (v @ logits.softmax(-1).transpose(-2, -1)).view(2, c, h, w)
     torch.testing.assert_close(mod(x), ref)
-    assert mod(torch.randn(1, c, 3, 2, dtype=torch.float64)).shape == (1, c, 3, 2)  # centre-cropped tables
+    assert mod(torch.randn(1, c, 3, 2, dtype=torch.float64)).shape == (1, c, 3, 2)  # resized tables
 
 
 def test_full_hrnet_w32_for_prtr() -> None:

@@ -76,6 +76,20 @@ def test_every_smoke_cell_builds_its_model() -> None:
                 build_model(c.eval_recipe)
 
 
+def test_every_paper_cell_builds_its_model_on_the_meta_device() -> None:
+    """The paper-scale constructors take every cell's arguments (no weights: shapes only, on the meta device)."""
+    built: set[str] = set()
+    for sweep in SWEEPS.values():
+        for c in plan(sweep, False, []):
+            rec = c.eval_recipe
+            key = repr((rec.model, rec.data.input_size, rec.data.num_joints)) if rec is not None else ""
+            if rec is not None and key not in built:
+                with torch.device("meta"):
+                    build_model(rec)
+                built.add(key)
+    assert len(built) >= 20
+
+
 def test_a_bad_override_is_a_one_line_error_naming_sweep_cell_and_key(monkeypatch: pytest.MonkeyPatch) -> None:
     bad = Sweep("tfpose-bad", "test", "tfpose-r18-e6-d6", "tfpose-smoke",
                 (Variant("dec-2", ("model.args.num_decoder_layers=2",)),))
@@ -112,6 +126,55 @@ def test_checkpoint_loads_at_another_input_size(tmp_path: Path, pe: str) -> None
         if size == (192, 256):  # the same function as the model's own on-the-fly fitting
             with torch.no_grad():
                 assert torch.allclose(model(x), trained(x), atol=1e-5)
+
+
+def test_relative_table_resize_hand_computed() -> None:
+    from poserepro.models.backbones.botnet import resize_relative_table
+
+    two = torch.arange(3.0)[:, None]  # N = 2: offsets -1, 0, 1 -> rows 0, 1, 2
+    torch.testing.assert_close(resize_relative_table(two, 4)[:, 0], torch.tensor([0, 0, 0.5, 1, 1.5, 2, 2]))
+    four = torch.arange(7.0)[:, None] * torch.tensor([[1.0, -1.0]])  # N = 4, d = 2
+    torch.testing.assert_close(resize_relative_table(four, 2), four[[1, 3, 5]])
+    assert resize_relative_table(four, 4) is four  # the training grid: the identity
+
+
+@pytest.mark.parametrize("mhsa", ["btranspose", "botnet"])
+def test_btranspose_checkpoint_loads_at_another_input_size(tmp_path: Path, mhsa: str) -> None:
+    from poserepro.models.backbones.botnet import BTransposeMHSA
+
+    torch.manual_seed(0)
+    trained = create_model("btranspose_smoke", input_size=(96, 128), mhsa=mhsa).eval()
+    ck = tmp_path / "ck.pth"
+    torch.save({"model": trained.state_dict()}, ck)
+    same = dict(trained.state_dict())
+    ptrs = {k: v.data_ptr() for k, v in same.items()}
+    assert fit_position_tables(trained, same) == [] and {k: v.data_ptr() for k, v in same.items()} == ptrs
+    for w, h in ((48, 64), (192, 256)):
+        model = create_model("btranspose_smoke", input_size=(w, h), mhsa=mhsa).eval()
+        load_model_weights(model, ck)
+        mods = model.backbone.mhsa_modules()
+        assert mods and all(m.grid == (h // 8, w // 8) for m in mods)
+        if mhsa == "btranspose":
+            assert all(m.pos_w.shape[-1] == w // 8 and m.pos_h.shape[-2] == h // 8 for m in mods)
+        else:
+            assert all(m.rel_height.shape[0] == 2 * (h // 8) - 1 for m in mods)
+        x = torch.randn(1, 3, h, w)
+        with torch.no_grad():  # the same rule as the trained model's own on-the-fly fitting
+            torch.testing.assert_close(model(x), trained(x), atol=1e-5, rtol=1e-4)
+    # the factorised absolute tensors by hand: [0, 1] over 2 cells -> 4 cells, linear, align_corners=False
+    mod = BTransposeMHSA(4, (4, 4), heads=1)
+    fitted = mod.fit_tables({"pos_w": torch.tensor([0.0, 1.0]).view(1, 1, 1, 1, 2).expand(1, 1, 4, 1, 2),
+                             "pos_h": torch.zeros(1, 1, 4, 2, 1)})
+    torch.testing.assert_close(fitted["pos_w"][0, 0, 0, 0], torch.tensor([0, 0.25, 0.75, 1]))
+    assert fitted["pos_h"].shape == mod.pos_h.shape
+
+
+def test_mhsa_tensor_of_other_heads_is_a_one_line_error() -> None:
+    four = create_model("btranspose_smoke", input_size=(96, 128), mhsa_heads=4)
+    two = create_model("btranspose_smoke", input_size=(48, 64), mhsa_heads=2)
+    with pytest.raises(CheckpointError, match="cannot fit the MHSA position tensor") as e:
+        fit_position_tables(two, dict(four.state_dict()))
+    assert "\n" not in str(e.value)
 
 
 def test_learnable_table_grid_inference() -> None:
@@ -153,6 +216,11 @@ def test_one_cell_of_every_sweep_trains_and_evaluates(tiny_synth: Path, tmp_path
     assert r.exit_code == 0 and "AP" in r.output, r.output
     r = runner.invoke(app, ["explain", str(cell.run_dir), *size, "--out", str(tmp_path / "dep.png")])
     assert r.exit_code == 0 and (tmp_path / "dep.png").is_file(), r.output
+    # and so does a BTranspose one (its backbone MHSA position tensors are fitted to the new grid)
+    bt = next(c for c in plan(SWEEPS["btranspose-heads"], True, sets, tmp_path / "runs")
+              if c.variant.name == _cell(SWEEPS["btranspose-heads"]))
+    r = runner.invoke(app, ["eval", str(bt.run_dir), *size, "--no-record"])
+    assert r.exit_code == 0 and "AP" in r.output, r.output
     # the README block: budget, seconds, the sweep's table and its figure
     from poserepro.report import update_readme
 
@@ -179,3 +247,9 @@ def test_markdown_flags_effects_against_the_papers_direction(tmp_path: Path) -> 
     assert "| learnable |" in text and "agrees (vs none)" in text and "disagrees for sine" in text
     md, png = write_outputs(SWEEPS["pos-embed"], csv)
     assert md.read_text() == text and png.read_bytes()[:4] == b"\x89PNG"
+    floor = tmp_path / "ablation_prtr-queries_smoke.csv"  # equal APs (both at the floor): neither agrees nor not
+    append_rows(floor, [{"variant": v, "metric": "AP", "value": 0.0, "paper_value": ap, "model": "m",
+                         "input_size": "128x96", "boxes": "detected", "flip": True, "budget": "1 ep", "command": "c"}
+                        for v, ap in (("q100", 0.677), ("q50", 0.676))], ABLATION_COLUMNS)
+    text = markdown(SWEEPS["prtr-queries"], floor)
+    assert "ours: no change (vs q100)" in text and "paper: no change in ours for q50." in text

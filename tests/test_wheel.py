@@ -32,8 +32,9 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     wheel = next(dist.glob("poserepro-*.whl"))
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
-    shipped = {Path(n).name for n in names if n.startswith("poserepro/_recipes/")}
-    assert {p.name for p in (REPO / "recipes").glob("*.yaml")} <= shipped  # every recipe is in the wheel
+    shipped = {n.removeprefix("poserepro/_recipes/") for n in names if n.startswith("poserepro/_recipes/")}
+    recipes = {p.relative_to(REPO / "recipes").as_posix() for p in (REPO / "recipes").rglob("*.yaml")}
+    assert recipes <= shipped, sorted(recipes - shipped)  # every recipe (pretraining ones too) is in the wheel
 
     fresh = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(fresh)

@@ -52,6 +52,8 @@ def directions(sweep: Sweep, cells: list[dict[str, Any]]) -> dict[str, tuple[flo
             verdict = "no paper value"
         elif abs(d_paper) < 1e-9:
             verdict = "paper: no change"
+        elif abs(d_ours) < 5e-5:  # equal at the printed precision (e.g. both at the untrained floor)
+            verdict = "ours: no change"
         else:
             verdict = "agrees" if d_ours * d_paper > 0 else "disagrees"
         out[c["name"]] = (d_ours, d_paper, f"{verdict} (vs {ref})")
@@ -78,9 +80,12 @@ def markdown(sweep: Sweep, csv_path: Path) -> str:
     if skipped:
         lines += ["", "Skipped: " + "; ".join(skipped)]
     wrong = [n for n, (_, _, verdict) in dirs.items() if verdict.startswith("disagrees")]
+    same = [n for n, (_, _, verdict) in dirs.items() if verdict.startswith("ours: no change")]
     if cells:
+        said = [f"disagrees for {', '.join(wrong)}"] if wrong else []
+        said += [f"no change in ours for {', '.join(same)}"] if same else []
         lines += ["", f"Budget: {cells[0]['budget']}. Direction against the paper: "
-                  + (f"disagrees for {', '.join(wrong)}." if wrong else "no cell disagrees.")]
+                  + ("; ".join(said) if said else "no cell disagrees") + "."]
         commands = sorted({c["command"] for c in cells if c.get("command")})
         if commands:
             lines += ["", "Produced by " + "; ".join(f"`{c}`" for c in commands) + "."]

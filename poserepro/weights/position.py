@@ -10,6 +10,11 @@ ICCV Fig. 5; COCO 256x192 → MPII 256x256 transfer; ``poserepro explain`` at an
 The training grid is not stored in the table, so it is inferred from ``L`` and the model's grid: the grid of the
 same aspect ratio first (a test resolution of the same 4:3 crop), else the same height (the COCO → MPII
 transfer), else the same width.
+* The **MHSA position tensors** of a BTranspose / BoTNet backbone are fitted by the MHSA module itself
+  (:meth:`~poserepro.models.backbones.botnet.GridMHSA.fit_tables`, the rule its ``forward`` applies to an unseen
+  grid): the factorised absolute ``pos_w`` / ``pos_h`` are resized linearly along their axis, a relative
+  ``(2N−1, d)`` table is read at offset ``k·N/n`` for offset ``k`` of the new ``n``-cell axis
+  (:func:`~poserepro.models.backbones.botnet.resize_relative_table`).
 """
 
 from __future__ import annotations
@@ -47,10 +52,11 @@ def resize_learnable_table(table: torch.Tensor, old_grid: tuple[int, int], new_g
 
 
 def fit_position_tables(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> list[str]:
-    """Fit every :class:`PositionEmbedding2D` table in ``state`` whose shape differs from ``model``'s, in place.
+    """Fit every :class:`PositionEmbedding2D` table and every backbone MHSA position tensor in ``state`` whose shape
+    differs from ``model``'s, in place.
 
     Returns the keys that were fitted. Raises a one-line :class:`CheckpointError` for a learnable table whose
-    training grid cannot be inferred (or whose width ``d`` differs).
+    training grid cannot be inferred (or whose width ``d`` differs), or an MHSA tensor of other heads / width.
     """
     from ..models.layers.position import PositionEmbedding2D
 
@@ -72,4 +78,30 @@ def fit_position_tables(model: nn.Module, state: dict[str, torch.Tensor], source
                                       f"{tuple(old.shape)} to the {m.grid[0]}x{m.grid[1]} grid of this model")
             state[key] = resize_learnable_table(old, grid, m.grid)
         done.append(key)
+    return done + _fit_mhsa_tables(model, state, own, source)
+
+
+def _fit_mhsa_tables(model: nn.Module, state: dict[str, torch.Tensor], own: dict[str, torch.Tensor],
+                     source: str) -> list[str]:
+    """The MHSA part of :func:`fit_position_tables` (each MHSA module fits its own tensors to its grid)."""
+    from ..models.backbones.botnet import GridMHSA
+
+    done = []
+    for name, m in model.named_modules():
+        if not isinstance(m, GridMHSA):
+            continue
+        keys = {t: f"{name}.{t}" if name else t for t in m.position_tables}
+        if not all(k in state and k in own for k in keys.values()):
+            continue
+        if all(tuple(state[k].shape) == tuple(own[k].shape) for k in keys.values()):
+            continue
+        with torch.no_grad():
+            fitted = m.fit_tables({t: state[k] for t, k in keys.items()})
+        for t, k in keys.items():
+            if tuple(fitted[t].shape) != tuple(own[k].shape):
+                raise CheckpointError(f"{source}: cannot fit the MHSA position tensor {k} of shape "
+                                      f"{tuple(state[k].shape)} to the {m.grid[0]}x{m.grid[1]} grid of this model "
+                                      f"(it expects {tuple(own[k].shape)}: other heads or width)")
+            state[k] = fitted[t].contiguous()
+            done.append(k)
     return done

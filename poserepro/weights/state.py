@@ -21,7 +21,8 @@ def load_model_weights(model: torch.nn.Module, path: str | Path, strict: bool = 
     """Load model weights from a checkpoint file; shape / key mismatches become one-line CheckpointErrors.
 
     A checkpoint trained at another ``data.input_size`` loads into a model built at this one: sine position
-    tables are recomputed for the model's grid and learnable ones resized bilinearly over the 2-D grid
+    tables are recomputed for the model's grid, learnable ones resized bilinearly over the 2-D grid and BTranspose's
+    MHSA position tensors fitted by their module's own rule
     (:func:`poserepro.weights.position.fit_position_tables`, shared by eval, the sweeps, explain and transfer).
 
     ``official:NAME``, a URL, or a file in an official code base's layout (TransPose, BTranspose, PRTR; plain,

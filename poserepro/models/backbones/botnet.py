@@ -14,8 +14,18 @@ Two multi-head self-attention (MHSA) layers can replace the 3×3 conv of a bottl
   of 10.091M, Large 23.774M instead of 23.817M). q/k/v keep their bias so that only the position term differs.
 
 Both take and return ``(B, C, H, W)`` maps; relative→absolute indexing is done with an index table (equivalent to
-the pad-flatten-reshape ``rel_to_abs`` trick). For an unseen grid the absolute tables are linearly resized and the
-relative tables are centre-cropped (smaller grid) or linearly resized (larger grid).
+the pad-flatten-reshape ``rel_to_abs`` trick).
+
+Other input sizes (one rule per kind, used both on the fly in ``forward`` and by ``fit_tables``, through which
+:func:`poserepro.weights.position.fit_position_tables` fits a checkpoint trained at another ``data.input_size``):
+
+* the factorised absolute tensors of :class:`BTransposeMHSA` are resized linearly along their axis
+  (``align_corners=False``), as TransPose's learnable table is resized bilinearly over its grid;
+* a relative table ``(2N−1, d)`` of an ``N``-cell axis becomes ``(2n−1, d)`` for ``n`` cells by reading the row
+  of offset ``k`` at offset ``k·N/n`` of the trained table (linear between rows; the edge row beyond ±(N−1)),
+  i.e. the offset spanning the same fraction of the image (:func:`resize_relative_table`).
+
+At the training grid both are the identity.
 """
 
 from __future__ import annotations
@@ -42,9 +52,32 @@ def _resize_axis(t: torch.Tensor, n: int, dim: int) -> torch.Tensor:
     return out.reshape(*shape[:-1], n).movedim(-1, dim)
 
 
-class _GridMHSA(nn.Module):
+def resize_relative_table(table: torch.Tensor, n: int) -> torch.Tensor:
+    """Relative table ``(2N−1, d)`` of an ``N``-cell axis (row ``k + N − 1`` = offset ``k``) for an ``n``-cell axis.
+
+    Row ``k`` of the result (``−(n−1) ≤ k ≤ n−1``) is the table read at offset ``k·N/n``: linear between its rows,
+    its edge row beyond ±(N−1). E.g. ``N = 2 → n = 4`` reads offsets −1.5 … 1.5 in steps of 0.5, i.e. rows
+    ``[0, 0, .5, 1, 1.5, 2, 2]``; ``N = 4 → n = 2`` reads rows ``[1, 3, 5]``. ``n = N`` returns ``table``.
+    """
+    big = (table.shape[0] + 1) // 2
+    if n == big:
+        return table
+    offsets = torch.arange(-(n - 1), n, device=table.device, dtype=torch.float64) * (big / n)
+    pos = (offsets + (big - 1)).clamp(0, 2 * big - 2)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=2 * big - 2)
+    frac = (pos - lo).to(table.dtype)[:, None]
+    return table[lo] * (1 - frac) + table[hi] * frac
+
+
+class GridMHSA(nn.Module):
     """What both MHSA kinds share: 1×1 query/key/value convs (official names), the training grid, and attention
-    that materialises its (head-averaged) map only when ``keep_attention`` is set."""
+    that materialises its (head-averaged) map only when ``keep_attention`` is set.
+
+    ``position_tables`` names the parameters tied to the grid; ``fit_tables`` resizes such tensors (of a
+    checkpoint trained at another grid) to this module's grid with the same rule ``forward`` uses."""
+
+    position_tables: tuple[str, ...] = ()
 
     def __init__(self, dim: int, grid: tuple[int, int], heads: int) -> None:
         super().__init__()
@@ -76,8 +109,12 @@ class _GridMHSA(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
         return out.transpose(-2, -1).reshape(shape)
 
+    def fit_tables(self, tables: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``tables`` (named as ``position_tables``, trained at another grid) resized to this module's grid."""
+        raise NotImplementedError
 
-class BTransposeMHSA(_GridMHSA):
+
+class BTransposeMHSA(GridMHSA):
     """MHSA of the official BTranspose code (see module docstring).
 
     Args:
@@ -96,10 +133,20 @@ class BTransposeMHSA(_GridMHSA):
         self.pos_w = nn.Parameter(torch.randn(1, heads, dh, 1, self.grid[1]))
         self.pos_h = nn.Parameter(torch.randn(1, heads, dh, self.grid[0], 1))
 
+    position_tables = ("pos_w", "pos_h")
+
+    @staticmethod
+    def _fit(pos_w: torch.Tensor, pos_h: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _resize_axis(pos_w, w, -1), _resize_axis(pos_h, h, -2)
+
     def position(self, h: int, w: int) -> torch.Tensor:
         """Position vectors ``(1, heads, d_h, h*w)`` for an ``h × w`` map (resized if not the training grid)."""
-        pos = _resize_axis(self.pos_w, w, -1) + _resize_axis(self.pos_h, h, -2)
-        return pos.flatten(3)
+        pos_w, pos_h = self._fit(self.pos_w, self.pos_h, h, w)
+        return (pos_w + pos_h).flatten(3)
+
+    def fit_tables(self, tables: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        pos_w, pos_h = self._fit(tables["pos_w"], tables["pos_h"], *self.grid)
+        return {"pos_w": pos_w, "pos_h": pos_h}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
@@ -109,15 +156,7 @@ class BTransposeMHSA(_GridMHSA):
         return self.attend(torch.cat((q, r), dim=-1), torch.cat((k, q), dim=-1), v, None, x.shape)
 
 
-def _rel_table(table: torch.Tensor, n: int) -> torch.Tensor:
-    """Relative table ``(2N−1, d)`` for another length ``n``: centre crop if ``n ≤ N``, else linear resize."""
-    big = (table.shape[0] + 1) // 2
-    if n <= big:
-        return table[big - n : big + n - 1]
-    return _resize_axis(table, 2 * n - 1, 0)
-
-
-class RelPosMHSA(_GridMHSA):
+class RelPosMHSA(GridMHSA):
     """BoTNet MHSA with relative position logits (see module docstring).
 
     ``forward(x (B, C, H, W)) -> (B, C, H, W)``; ``keep_attention`` / ``last_attn`` as in :class:`BTransposeMHSA`.
@@ -129,6 +168,12 @@ class RelPosMHSA(_GridMHSA):
         self.rel_height = nn.Parameter(torch.randn(2 * self.grid[0] - 1, dh) * dh**-0.5)
         self.rel_width = nn.Parameter(torch.randn(2 * self.grid[1] - 1, dh) * dh**-0.5)
 
+    position_tables = ("rel_height", "rel_width")
+
+    def fit_tables(self, tables: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"rel_height": resize_relative_table(tables["rel_height"], self.grid[0]),
+                "rel_width": resize_relative_table(tables["rel_width"], self.grid[1])}
+
     @staticmethod
     def _abs_index(n: int, device: torch.device) -> torch.Tensor:
         """``idx[i, j] = j − i + n − 1``: the relative-table row for query ``i`` and key ``j``."""
@@ -137,8 +182,8 @@ class RelPosMHSA(_GridMHSA):
 
     def position_logits(self, q: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """``q (B, nh, h, w, dh)`` → relative logits ``(B, nh, h*w, h*w)``."""
-        rh = _rel_table(self.rel_height, h)[self._abs_index(h, q.device)]  # (h, h', dh)
-        rw = _rel_table(self.rel_width, w)[self._abs_index(w, q.device)]  # (w, w', dh)
+        rh = resize_relative_table(self.rel_height, h)[self._abs_index(h, q.device)]  # (h, h', dh)
+        rw = resize_relative_table(self.rel_width, w)[self._abs_index(w, q.device)]  # (w, w', dh)
         lh = torch.einsum("bnyxd,ykd->bnyxk", q, rh)  # (B, nh, h, w, h')
         lw = torch.einsum("bnyxd,xkd->bnyxk", q, rw)  # (B, nh, h, w, w')
         logits = lh[..., :, None] + lw[..., None, :]  # (B, nh, h, w, h', w')
@@ -245,7 +290,7 @@ class BoTNet(nn.Module):
 
     def mhsa_modules(self) -> list[nn.Module]:
         """Every MHSA layer, in forward order."""
-        return [m for m in self.modules() if isinstance(m, (BTransposeMHSA, RelPosMHSA))]
+        return [m for m in self.modules() if isinstance(m, GridMHSA)]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
