@@ -104,6 +104,13 @@ def explain_cmd(
     for name, v in (("--step", step), ("--queries", queries), ("--max-persons", max_persons)):
         if v is not None and v < 1:
             raise PoseReproError(f"{name} must be at least 1, got {v}")
+    if images is not None and ann is None:
+        raise PoseReproError("--images goes with --ann (the annotation file of those images); without --ann the "
+                             "recipe's split is used")
+    if compare_weights is not None and compare is None:
+        raise PoseReproError("--compare-weights needs --compare (the second run's recipe or run directory)")
+    if out is not None and json_out is not None and out.resolve() == json_out.resolve():
+        raise PoseReproError(f"--json {json_out} is the --out figure itself: give it another name")
     for path, option in ((out, "--out"), (json_out, "--json")):
         if path is not None:
             check_writable(path, option)

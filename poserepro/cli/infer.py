@@ -93,6 +93,8 @@ def infer_cmd(
         if not 0.0 <= v <= 1.0:
             raise PoseReproError(f"{name} is a score threshold between 0 and 1, got {v:g}")
     check_writable(out, "--out", folder=True)
+    if detector_weights is not None and detector is None and not detector_weights.startswith("official:"):
+        raise PoseReproError("--detector-weights needs --detector (the detector's recipe or run directory)")
     sources = discover(list(paths))
     if not sources.images and not sources.videos:
         lines = "; ".join(f"{s.path}: {s.reason}" for s in sources.skipped)
