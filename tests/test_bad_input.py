@@ -579,11 +579,10 @@ def test_hub_entries_refuse_bad_arguments_in_one_line(name: str, kwargs: dict, e
 
 
 def test_hub_lists_every_model_and_names_an_unknown_entry() -> None:
-    import torch
-
-    from poserepro.models.registry import list_models
 
     import importlib.util
+
+    from poserepro.models.registry import list_models
 
     spec = importlib.util.spec_from_file_location("hubconf", Path(__file__).resolve().parents[1] / "hubconf.py")
     assert spec is not None and spec.loader is not None
