@@ -295,6 +295,10 @@ ADVERSARIAL_LINES: list[tuple[str, str]] = [
     # infer: which model, which weights
     ("infer {a}/imgs --model no-such-recipe --whole-image", "unknown recipe"),
     ("infer {a}/imgs --model transpose-r-smoke --weights {t}/nope.pth --whole-image", "does not exist"),
+    ("infer {a}/imgs --model transpose-r-smoke --weights {t}/adir --whole-image", "is a folder"),
+    ("infer {a}/imgs --model transpose-r-smoke --weights ftp://x/y.pth --whole-image", "official:NAME"),
+    ("infer {a}/imgs --model transpose-r-smoke --weights {t}/list.json --whole-image", "corrupt"),
+    ("infer {a}/imgs --weights official: --whole-image", "no released weights"),
     ("infer {a}/imgs --model transpose-r-smoke --weights {t}/garbage.pth --whole-image", "corrupt"),
     ("infer {a}/imgs --model transpose-r-smoke --weights {t}/flipped.pth --whole-image", "checksum"),
     ("infer {a}/imgs --model transpose-r-smoke --weights {a}/tfpose.pth --whole-image", "does not fit"),
@@ -367,6 +371,7 @@ ADVERSARIAL_LINES: list[tuple[str, str]] = [
     (_EXPORT + " --format torchscript --out {o}/m.onnx", "ends in .onnx"),
     (_EXPORT + " --set data.input_size=[0,0]", "input_size"),
     ("export transpose-r-smoke --weights {t}/garbage.pth", "corrupt"),
+    ("export transpose-r-smoke --weights {t}/adir", "is a folder"),
     ("export transpose-r-smoke --weights {t}/flipped.pth", "checksum"),
     ("export transpose-r-smoke --weights {a}/tfpose.pth", "does not fit"),
     ("export no-such-recipe --weights {t}/good.pth", "unknown recipe"),
