@@ -200,8 +200,12 @@ def load_torch(path: str | Path, map_location: Any = "cpu", what: str = "checkpo
 def _torch_load(p: Path, map_location: Any, what: str) -> Any:
     import torch
 
+    if p.is_dir():
+        raise CheckpointError(f"{what} {p} is a folder, not a checkpoint file: give the file (a run's is "
+                              "checkpoint.pth) or the run directory as the command's first argument")
     if not p.is_file():
-        raise CheckpointError(f"{what} {p} does not exist: check the path or pass --weights")
+        hint = " (weights are a file, official:NAME or an http(s) URL)" if ":" in str(p) else ""
+        raise CheckpointError(f"{what} {p} does not exist{hint}: check the path or pass --weights")
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:

@@ -276,3 +276,327 @@ def test_results_dir_that_cannot_be_written(where: str, coco_mini: Path, scratch
                                  str(coco_mini / "images"), "--gt-boxes", "--out-dir", str(tmp_path / "o")])
     _one_line_error(r, "cannot use")
     assert (scratch / "afile").read_text() == "x"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# infer / export / explain / torch.hub as an adversarial user: {t} the scratch above, {a} the files below,
+# {c} the COCO mini fixture (4 val2017 images, GT annotations, detector boxes), {o} the (empty) working folder.
+
+_MODEL = "--model transpose-r-smoke --weights {t}/good.pth"
+_INFER = "infer {a}/imgs " + _MODEL
+_EXPL = "explain transpose-r-smoke --weights {t}/good.pth --ann {c}/person_keypoints_mini.json --images {c}/images"
+_EXPL_TF = ("explain tfpose-smoke --weights {a}/tfpose.pth --ann {c}/person_keypoints_mini.json "
+            "--images {c}/images")
+_EXPL_PR = "explain prtr-smoke --weights {a}/prtr.pth --ann {c}/person_keypoints_mini.json --images {c}/images"
+_EXPORT = "export transpose-r-smoke --weights {t}/good.pth"
+
+#: (command line, text the one line must contain)
+ADVERSARIAL_LINES: list[tuple[str, str]] = [
+    # infer: which model, which weights
+    ("infer {a}/imgs --model no-such-recipe --whole-image", "unknown recipe"),
+    ("infer {a}/imgs --model transpose-r-smoke --weights {t}/nope.pth --whole-image", "does not exist"),
+    ("infer {a}/imgs --model transpose-r-smoke --weights {t}/adir --whole-image", "is a folder"),
+    ("infer {a}/imgs --model transpose-r-smoke --weights ftp://x/y.pth --whole-image", "official:NAME"),
+    ("infer {a}/imgs --model transpose-r-smoke --weights {t}/list.json --whole-image", "corrupt"),
+    ("infer {a}/imgs --weights official: --whole-image", "no released weights"),
+    ("infer {a}/imgs --model transpose-r-smoke --weights {t}/garbage.pth --whole-image", "corrupt"),
+    ("infer {a}/imgs --model transpose-r-smoke --weights {t}/flipped.pth --whole-image", "checksum"),
+    ("infer {a}/imgs --model transpose-r-smoke --weights {a}/tfpose.pth --whole-image", "does not fit"),
+    ("infer {a}/imgs --model {t}/adir --whole-image", "not a run directory"),
+    ("infer {a}/imgs --weights official:nope", "no released weights"),
+    ("infer {a}/imgs --model transpose-r-smoke --whole-image", "no weights"),
+    ("infer " + _MODEL + " --whole-image", "Missing argument"),
+    # infer: inputs
+    ("infer {a}/empty " + _MODEL + " --whole-image", "folder holds no images"),
+    ("infer {a}/onlytxt " + _MODEL + " --whole-image", "folder holds no images"),
+    ("infer {a}/nope " + _MODEL + " --whole-image", "no such file"),
+    ("infer {a}/garbage.jpg " + _MODEL + " --whole-image", "cannot decode"),
+    ("infer {a}/empty.jpg " + _MODEL + " --whole-image", "cannot decode"),
+    ("infer {a}/readme.txt " + _MODEL + " --whole-image", "cannot decode"),
+    ("infer {a}/trunc.jpg " + _MODEL + " --whole-image", "truncated"),
+    ("infer {a}/mixed " + _MODEL + " --whole-image", "truncated"),
+    ("infer {a}/notvideo.mp4 " + _MODEL + " --whole-image", "cannot open this video"),
+    ("infer {a}/zero.mp4 " + _MODEL + " --whole-image", "cannot open this video"),
+    # infer: person boxes
+    (_INFER, "needs person boxes"),
+    (_INFER + " --whole-image --boxes {c}/person_detections_mini.json", "one person-box source"),
+    (_INFER + " --boxes {a}/nope.json", "box file not found"),
+    (_INFER + " --boxes {t}/bad.json", "not valid JSON"),
+    (_INFER + " --boxes {t}/list.json", "no detections"),
+    (_INFER + " --boxes {a}/dict.json", "neither a detection list"),
+    (_INFER + " --boxes {a}/boxes_other.json", "other images"),
+    (_INFER + " --boxes {a}/boxes_neg.json", "no usable person box"),
+    (_INFER + " --boxes {a}/boxes_nonlist.json", "not an object"),
+    (_INFER + " --boxes {a}/boxes_str.json", "4 finite numbers"),
+    (_INFER + " --boxes {a}/boxes_short.json", "4 finite numbers"),
+    (_INFER + " --boxes {a}/boxes_nan.json", "4 finite numbers"),
+    (_INFER + " --boxes {a}/boxes_inf.json", "4 finite numbers"),
+    (_INFER + " --boxes {a}/boxes_nobbox.json", "lacks key(s) bbox"),
+    (_INFER + " --boxes {a}/boxes_noid.json", "lacks key(s) image_id"),
+    (_INFER + " --boxes {a}/boxes_score_str.json", "score"),
+    (_INFER + " --boxes {a}/boxes_idstr.json", "image_id must be an integer"),
+    (_INFER + " --boxes {a}/ann_idstr.json", "integer 'image_id'"),
+    (_INFER + " --boxes {a}/ann_noimgid.json", "integer 'image_id'"),
+    (_INFER + " --boxes {a}/ann_imgidstr.json", "integer 'id'"),
+    (_INFER + " --boxes {a}/ann_bboxstr.json", "4 finite numbers"),
+    (_INFER + " --boxes {a}/ann_othernames.json", "other images"),
+    ("infer {a}/clip.mp4 " + _MODEL + " --boxes {a}/boxes_frame99.json", "frames of clip.mp4"),
+    (_INFER + " --detector no-such-recipe", "unknown recipe"),
+    (_INFER + " --detector transpose-r-smoke --detector-weights {t}/good.pth", "not a person detector"),
+    (_INFER + " --detector prtr-e2e-smoke --detector-weights {a}/prtr_e2e.pth", "not a person detector"),
+    (_INFER + " --detector prtr-e2e-smoke --detector-weights {t}/garbage.pth", "corrupt"),
+    (_INFER + " --detector-weights {a}/prtr_e2e.pth", "needs --detector"),
+    # infer: options and output folder
+    (_INFER + " --whole-image --kpt-thr 2", "--kpt-thr"),
+    (_INFER + " --whole-image --kpt-thr -1", "--kpt-thr"),
+    ("infer {a}/imgs --model prtr-e2e-smoke --weights {a}/prtr_e2e.pth --kpt-thr 1.5", "--kpt-thr"),
+    (_INFER + " --boxes {c}/person_detections_mini.json --box-thr 5", "--box-thr"),
+    (_INFER + " --whole-image --det-thr 7", "--det-thr"),
+    (_INFER + " --whole-image --out {t}/afile", "is a file"),
+    (_INFER + " --whole-image --out {t}/afile/sub", "is a file, not a folder"),
+    (_INFER + " --whole-image --out /proc/poserepro-x", "cannot write in /proc"),
+    (_INFER + " --whole-image --device banana", "not a device"),
+    (_INFER + " --whole-image --set bogus.key=1", "unknown recipe key"),
+    (_INFER + " --whole-image --set data.num_joints=16", "num_joints"),
+    # export
+    (_EXPORT + " --format bogus", "--format"),
+    (_EXPORT + " --opset 10 --out {o}/m.onnx", "below 16"),
+    (_EXPORT + " --opset 99 --out {o}/m.onnx", "--opset 99"),
+    (_EXPORT + " --opset -1 --format torchscript --out {o}/m.pt", "--format onnx"),
+    (_EXPORT + " --out {t}/adir", "is a folder"),
+    (_EXPORT + " --format torchscript --out {t}/adir", "is a folder"),
+    (_EXPORT + " --out {t}/afile/m.onnx", "is a file, not a folder"),
+    (_EXPORT + " --out /proc/poserepro-x/m.onnx", "cannot write in /proc"),
+    (_EXPORT + " --out {o}/m.txt", "ends in .onnx"),
+    (_EXPORT + " --format torchscript --out {o}/m.onnx", "ends in .onnx"),
+    (_EXPORT + " --set data.input_size=[0,0]", "input_size"),
+    ("export transpose-r-smoke --weights {t}/garbage.pth", "corrupt"),
+    ("export transpose-r-smoke --weights {t}/adir", "is a folder"),
+    ("export transpose-r-smoke --weights {t}/flipped.pth", "checksum"),
+    ("export transpose-r-smoke --weights {a}/tfpose.pth", "does not fit"),
+    ("export no-such-recipe --weights {t}/good.pth", "unknown recipe"),
+    ("export {t}/adir", "not a run directory"),
+    ("export transpose-r-smoke", "no weights"),
+    ("export --weights official:nope", "no released weights"),
+    # explain: figure and family
+    (_EXPL + " --figure bogus", "--figure"),
+    (_EXPL + " --figure sampling", "not a TFPose model"),
+    (_EXPL + " --figure q2q", "not a TFPose model"),
+    (_EXPL + " --figure refinement", "not a two-stage PRTR"),
+    (_EXPL + " --figure queries", "not a two-stage PRTR"),
+    (_EXPL + " --figure query-locations", "not a two-stage PRTR"),
+    (_EXPL_TF + " --figure dependency", "no encoder attention"),
+    (_EXPL_TF + " --figure position", "no 2-D position-embedding"),
+    (_EXPL_TF + " --figure refinement", "not a two-stage PRTR"),
+    (_EXPL_PR + " --figure dependency", "no encoder attention"),
+    (_EXPL_PR + " --figure sampling", "not a TFPose model"),
+    ("explain prtr-e2e-smoke --weights {a}/prtr_e2e.pth --ann {c}/person_keypoints_mini.json --images {c}/images",
+     "no explain figure"),
+    ("explain simplebaseline-smoke --weights {a}/simplebaseline.pth --ann {c}/person_keypoints_mini.json "
+     "--images {c}/images", "no explain figure"),
+    (_EXPL + " --compare tfpose-smoke --compare-weights {a}/tfpose.pth", "no encoder attention"),
+    (_EXPL + " --figure position --compare transpose-r-smoke --compare-weights {t}/good.pth", "dependency only"),
+    # explain: joints, layers, ranges
+    (_EXPL + " --joints 17", "out of range 0..16"),
+    (_EXPL + " --joints -1", "unknown joint"),
+    (_EXPL + " --joints nose,elbow", "unknown joint 'elbow'"),
+    (_EXPL + " --layer 9", "--layer 9 is out of range"),
+    (_EXPL + " --layer 0", "--layer 0 is out of range"),
+    (_EXPL + " --layer -9", "--layer -9 is out of range"),
+    (_EXPL_TF + " --figure sampling --layer 9", "--layer 9"),
+    (_EXPL_TF + " --figure q2q --layer 9", "--layer 9"),
+    (_EXPL_TF + " --figure sampling --level 9", "--level 9"),
+    (_EXPL_TF + " --figure q2q --max-persons 0", "--max-persons"),
+    (_EXPL_TF + " --figure q2q --max-persons -2", "--max-persons"),
+    (_EXPL_PR + " --figure queries --layer 9", "--layer 9"),
+    (_EXPL_PR + " --figure queries --queries 0", "--queries"),
+    (_EXPL_PR + " --figure refinement --joints 99", "out of range"),
+    (_EXPL + " --index 99", "--index 99"),
+    (_EXPL + " --index -1", "--index -1"),
+    (_EXPL + " --kind bogus", "--kind"),
+    (_EXPL + " --threshold 2", "--threshold"),
+    (_EXPL + " --threshold -1", "--threshold"),
+    (_EXPL + " --dpi 5", "--dpi"),
+    (_EXPL + " --figure position --step 0", "--step"),
+    (_EXPL + " --figure position --step -3", "--step"),
+    # explain: data and outputs
+    (_EXPL + " --out {t}/adir", "is a folder"),
+    (_EXPL + " --out {t}/afile/x.png", "is a file, not a folder"),
+    (_EXPL + " --out /proc/poserepro-x/x.png", "cannot write in /proc"),
+    (_EXPL + " --out {o}/x.txt", ".png"),
+    (_EXPL + " --json {t}/adir --out {o}/x.png", "is a folder"),
+    (_EXPL + " --json {t}/afile/x.json --out {o}/x.png", "is a file, not a folder"),
+    (_EXPL + " --figure position --out {o}/p.png --json {o}/p.png", "the --out figure itself"),
+    (_EXPL + " --compare-weights {t}/good.pth", "needs --compare"),
+    (_EXPL + " --compare {t}/adir", "not a run directory"),
+    (_EXPL + " --compare transpose-r-smoke --compare-weights {t}/garbage.pth", "corrupt"),
+    (_EXPL + " --set data.num_joints=16", "num_joints"),
+    ("explain transpose-r-smoke --weights {t}/good.pth --images {c}/images", "--images goes with --ann"),
+    ("explain transpose-r-smoke --weights {t}/good.pth --split bogus", "unknown split"),
+    ("explain transpose-r-smoke --weights {t}/good.pth --ann {c}/person_keypoints_mini.json --images {a}/empty",
+     "missing"),
+    ("explain transpose-r-smoke --weights {t}/good.pth --ann {a}/ann_othernames.json --images {c}/images",
+     "missing"),
+    ("explain transpose-r-smoke --weights {t}/good.pth --ann {t}/bad.json --images {c}/images", "not valid JSON"),
+    ("explain transpose-r-smoke --weights {t}/good.pth --ann {t}/list.json --images {c}/images", "JSON object"),
+    ("explain transpose-r-smoke --weights {t}/good.pth --ann {a}/nope.json --images {c}/images", "not found"),
+    ("explain transpose-r-smoke --weights {t}/flipped.pth --ann {c}/person_keypoints_mini.json "
+     "--images {c}/images", "checksum"),
+]
+
+
+@pytest.fixture(scope="module")
+def adv(coco_mini: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Inputs for infer / explain: the mini images, undecodable / truncated / empty images, non-videos, a real
+    6-frame clip, box files broken in every way, and random-init checkpoints of the other families."""
+    import json
+    import shutil
+
+    import cv2
+    import numpy as np
+    import torch
+
+    from poserepro.engine.checkpoint import save_checkpoint
+    from poserepro.models.registry import create_model
+
+    a = tmp_path_factory.mktemp("adv")
+    shutil.copytree(coco_mini / "images", a / "imgs")
+    for name in ("empty", "onlytxt", "mixed"):
+        (a / name).mkdir()
+    (a / "onlytxt" / "a.txt").write_text("x")
+    (a / "garbage.jpg").write_text("not an image")
+    (a / "empty.jpg").write_bytes(b"")
+    (a / "readme.txt").write_text("hello")
+    (a / "notvideo.mp4").write_text("not a video")
+    (a / "zero.mp4").write_bytes(b"")
+    first, second = sorted((a / "imgs").glob("*.jpg"))[:2]
+    (a / "trunc.jpg").write_bytes(first.read_bytes()[: first.stat().st_size // 2])
+    shutil.copy(first, a / "mixed" / first.name)  # a good image beside a truncated one: the truncation is refused
+    (a / "mixed" / second.name).write_bytes(second.read_bytes()[: second.stat().st_size // 2])
+    vw = cv2.VideoWriter(str(a / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (64, 48))
+    for i in range(6):
+        vw.write(np.full((48, 64, 3), 30 * i, np.uint8))
+    vw.release()
+    det = json.loads((coco_mini / "person_detections_mini.json").read_text())
+    d0 = det[0]
+    boxes = {
+        "other": [dict(d, image_id=d["image_id"] + 10**7) for d in det],
+        "neg": [dict(d, bbox=[10, 10, -5, -5]) for d in det],
+        "nonlist": [1, 2, 3],
+        "str": [dict(d0, bbox=[0, 0, "a", 5])],
+        "short": [dict(d0, bbox=[0, 0, 5])],
+        "nobbox": [{k: v for k, v in d0.items() if k != "bbox"}],
+        "noid": [{k: v for k, v in d0.items() if k != "image_id"}],
+        "score_str": [dict(d0, score="high")],
+        "idstr": [dict(d0, image_id="abc")],
+        "frame99": [dict(d0, image_id=99)],
+    }
+    for name, content in boxes.items():
+        (a / f"boxes_{name}.json").write_text(json.dumps(content))
+    for name, bad in (("nan", "NaN, 0, 10, 10"), ("inf", "0, 0, Infinity, 10")):
+        (a / f"boxes_{name}.json").write_text(
+            f'[{{"image_id": {d0["image_id"]}, "category_id": 1, "bbox": [{bad}], "score": 1}}]')
+    (a / "dict.json").write_text('{"a": 1}')
+    ann = json.loads((coco_mini / "person_keypoints_mini.json").read_text())
+
+    def variant(name: str, edit) -> None:  # noqa: ANN001
+        d = json.loads(json.dumps(ann))
+        edit(d)
+        (a / f"ann_{name}.json").write_text(json.dumps(d))
+
+    variant("idstr", lambda d: d["annotations"][0].update(image_id="x"))
+    variant("noimgid", lambda d: d["annotations"][0].pop("image_id"))
+    variant("imgidstr", lambda d: d["images"][0].update(id="notint"))
+    variant("bboxstr", lambda d: d["annotations"][0].update(bbox=[0, 0, "w", 5]))
+    variant("othernames", lambda d: [im.update(file_name="other_" + im["file_name"]) for im in d["images"]])
+    torch.manual_seed(0)
+    for short, model in (("tfpose", "tfpose_smoke"), ("prtr", "prtr_smoke"), ("prtr_e2e", "prtr_e2e_smoke"),
+                         ("simplebaseline", "simplebaseline_smoke")):
+        save_checkpoint(a / f"{short}.pth", {"model": create_model(model).state_dict()})
+    return a
+
+
+def _tree(p: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(p)): f.read_bytes() for f in sorted(p.rglob("*")) if f.is_file()}
+
+
+@pytest.mark.parametrize("line,needle", ADVERSARIAL_LINES, ids=[c[0][:90] for c in ADVERSARIAL_LINES])
+def test_adversarial_infer_export_explain(line: str, needle: str, scratch: Path, adv: Path, coco_mini: Path,
+                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One line that says what to fix, and nothing written: not in the working folder, not in the inputs."""
+    monkeypatch.chdir(tmp_path)
+    before = _tree(scratch), _tree(adv)
+    args = [x.format(t=scratch, a=adv, c=coco_mini, o=tmp_path) for x in line.split()]
+    _one_line_error(CliRunner().invoke(app, args), needle)
+    assert not any(tmp_path.iterdir()), sorted(tmp_path.rglob("*"))
+    assert (_tree(scratch), _tree(adv)) == before
+
+
+def test_the_same_image_given_twice_is_run_once(scratch: Path, adv: Path, tmp_path: Path) -> None:
+    """A folder named twice (or a file and its folder) gives each image's results once, and says so."""
+    import json
+
+    out = tmp_path / "o"
+    r = CliRunner().invoke(app, ["infer", str(adv / "imgs"), str(adv / "imgs"), str(next((adv / "imgs").iterdir())),
+                                 "--model", "transpose-r-smoke", "--weights", str(scratch / "good.pth"),
+                                 "--whole-image", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "keypoints.json").read_text())
+    assert sorted(x["image_id"] for x in res) == [785, 40083, 196141, 197388]
+    assert "given more than once" in r.output
+
+
+def _hub_load(name: str, **kwargs):  # noqa: ANN003, ANN202
+    import torch
+
+    return torch.hub.load(str(Path(__file__).resolve().parents[1]), name, source="local", **kwargs)
+
+
+#: (hub entry, its keyword arguments, environment, text of the one-line error)
+HUB_CASES = [
+    ("transpose_r_smoke", {"pretrained": True}, {}, "no released checkpoint for transpose_r_smoke"),
+    ("tfpose_smoke", {"pretrained": True}, {}, "pretrained=True works for transpose_h_a4"),
+    ("transpose_r_smoke", {"bogus_kw": 3}, {}, "takes no argument(s) bogus_kw"),
+    ("transpose_r_smoke", {"num_joints": 0}, {}, "num_joints must be a whole number >= 1"),
+    ("transpose_r_smoke", {"num_joints": "x"}, {}, "num_joints"),
+    ("transpose_r_smoke", {"input_size": (0, 0)}, {}, "input_size"),
+    ("prtr_smoke", {"num_queries": -1}, {}, "num_queries=-1"),
+    ("transpose_r_a3", {"pretrained": True}, {"POSEREPRO_WEIGHTS_MIRROR": "{t}/adir"}, "http(s) URL"),
+    ("transpose_r_a3", {"pretrained": True}, {"POSEREPRO_WEIGHTS": "{t}/afile"}, "is a file"),
+    ("transpose_r_a3", {"pretrained": True}, {"POSEREPRO_WEIGHTS": "/proc/poserepro-w"}, "cannot write in /proc"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,env,needle", HUB_CASES, ids=[f"{c[0]}-{c[3][:30]}" for c in HUB_CASES])
+def test_hub_entries_refuse_bad_arguments_in_one_line(name: str, kwargs: dict, env: dict, needle: str,  # type: ignore[type-arg]
+                                                      scratch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``torch.hub.load(REPO, ...)`` raises a :class:`PoseReproError` whose one line says what to fix, before
+    any download (a mirror that is not http(s), a cache that is a file or unwritable)."""
+    from poserepro.errors import PoseReproError
+
+    monkeypatch.delenv("POSEREPRO_WEIGHTS_MIRROR", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v.format(t=scratch))
+    with pytest.raises(PoseReproError) as e:
+        _hub_load(name, **kwargs)
+    assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)
+    assert (scratch / "afile").read_text() == "x"
+
+
+def test_hub_lists_every_model_and_names_an_unknown_entry() -> None:
+
+    import importlib.util
+
+    from poserepro.models.registry import list_models
+
+    spec = importlib.util.spec_from_file_location("hubconf", Path(__file__).resolve().parents[1] / "hubconf.py")
+    assert spec is not None and spec.loader is not None
+    hubconf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hubconf)
+    # what torch.hub.list(REPO) shows: the module's public callables (hubconf's own imports are private)
+    entries = [n for n in dir(hubconf) if callable(getattr(hubconf, n)) and not n.startswith("_")]
+    assert sorted(entries) == sorted(list_models())
+    for bad in ("nope", "transpose-r-smoke"):  # torch.hub's own message names the entry it could not find
+        with pytest.raises(RuntimeError, match=bad):
+            _hub_load(bad)
+    assert type(_hub_load("transpose_r_smoke")).__name__ == "TransPose"

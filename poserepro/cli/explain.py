@@ -90,6 +90,7 @@ def explain_cmd(
     from ..errors import PoseReproError
     from ..explain.common import select_joints
     from ..explain.figures import FIGURES, default_figure, draw
+    from ..io import check_writable
 
     if figure != "auto" and figure not in FIGURES:
         raise PoseReproError(f"--figure must be auto or one of {', '.join(FIGURES)}, got {figure!r}")
@@ -97,6 +98,24 @@ def explain_cmd(
         raise PoseReproError(f"--kind must be dependency or affected, got {kind!r}")
     if not 20 <= dpi <= 600:
         raise PoseReproError(f"--dpi must be between 20 and 600, got {dpi}")
+    if not 0.0 <= threshold < 1.0:
+        raise PoseReproError(f"--threshold zeroes attention values (0..1) at or below it: give 0 <= it < 1, "
+                             f"got {threshold:g}")
+    for name, v in (("--step", step), ("--queries", queries), ("--max-persons", max_persons)):
+        if v is not None and v < 1:
+            raise PoseReproError(f"{name} must be at least 1, got {v}")
+    if images is not None and ann is None:
+        raise PoseReproError("--images goes with --ann (the annotation file of those images); without --ann the "
+                             "recipe's split is used")
+    if compare_weights is not None and compare is None:
+        raise PoseReproError("--compare-weights needs --compare (the second run's recipe or run directory)")
+    if out is not None and json_out is not None and out.resolve() == json_out.resolve():
+        raise PoseReproError(f"--json {json_out} is the --out figure itself: give it another name")
+    for path, option in ((out, "--out"), (json_out, "--json")):
+        if path is not None:
+            check_writable(path, option)
+    if out is not None and out.suffix.lower() != ".png":
+        raise PoseReproError(f"--out {out}: the figure is a PNG, give a file name ending in .png")
     subject, _ = _subject(target, weights, set_, split, ann, images, index)
     other = None
     if compare is not None:
@@ -105,7 +124,7 @@ def explain_cmd(
     names = subject.joint_names
     sel = select_joints(joints.split(",") if joints else None, names, len(names))
     if out is None:
-        out = Path("dependency_areas.png" if fig == "dependency" else f"explain_{fig}.png")
+        out = check_writable(Path("dependency_areas.png" if fig == "dependency" else f"explain_{fig}.png"), "--out")
     path, summary = draw(fig, subject, out, json_out, compare=other, kind=kind, threshold=threshold, mhsa=mhsa,
                          joints=sel if joints else None, layers=layer, level=level, max_persons=max_persons,
                          queries=queries, position_step=step, dpi=dpi)

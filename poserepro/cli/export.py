@@ -34,11 +34,23 @@ def export_cmd(
 ) -> None:
     """Export a model's network (crop batch -> raw outputs; decoding stays in poserepro.codecs) to ONNX or
     TorchScript and check it against PyTorch on batch sizes 1 and 3."""
+    from ..errors import PoseReproError
     from ..export import export_model
+    from ..export.convert import DEFAULT_OPSET, check_opset
+    from ..io import check_writable
     from .infer import load_target_model
 
+    if fmt is ExportFormat.onnx:
+        check_opset(opset)
+    elif opset != DEFAULT_OPSET:
+        raise PoseReproError(f"--opset is for --format onnx; a TorchScript file has no opset (got --opset {opset})")
+    if out is not None:
+        check_writable(out, "--out")
+        if (out.suffix.lower() == ".onnx") != (fmt is ExportFormat.onnx):
+            raise PoseReproError(f"--out {out} does not match --format {fmt.value}: an ONNX file ends in .onnx, a "
+                                 "TorchScript file does not (e.g. .pt)")
     rec, model, w = load_target_model(target, weights, set_)
-    dest = out or Path(f"{rec.name}.{'onnx' if fmt is ExportFormat.onnx else 'pt'}")
+    dest = check_writable(out or Path(f"{rec.name}.{'onnx' if fmt is ExportFormat.onnx else 'pt'}"), "--out")
     rep = export_model(model, tuple(rec.data.input_size), dest, fmt.value, opset=opset, check=check)
     w_, h_ = rec.data.input_size
     console.print(f"[bold]export[/] {rec.name} ({rec.model.name}, weights {w}) → {rep.path} ({fmt.value}, input "

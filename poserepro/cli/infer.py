@@ -87,7 +87,14 @@ def infer_cmd(
     from ..engine.build import resolve_device
     from ..families import family_of
     from ..infer import InferOptions, discover, load_box_file, run_inference
+    from ..io import check_writable
 
+    for name, v in (("--kpt-thr", kpt_thr), ("--box-thr", box_thr), ("--det-thr", det_thr)):
+        if not 0.0 <= v <= 1.0:
+            raise PoseReproError(f"{name} is a score threshold between 0 and 1, got {v:g}")
+    check_writable(out, "--out", folder=True)
+    if detector_weights is not None and detector is None and not detector_weights.startswith("official:"):
+        raise PoseReproError("--detector-weights needs --detector (the detector's recipe or run directory)")
     sources = discover(list(paths))
     if not sources.images and not sources.videos:
         lines = "; ".join(f"{s.path}: {s.reason}" for s in sources.skipped)

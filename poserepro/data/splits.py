@@ -101,9 +101,11 @@ def split_files(cfg: DataCfg, split: str) -> SplitFiles:
     if cfg.dataset == "mpii":
         return _mpii_split_files(cfg, split)
     if cfg.dataset == "synthetic":
-        ensure_synthetic(cfg)
         if split == "test-dev":
             raise DataError("the synthetic benchmark has no test-dev split: use --split val")
+        if split not in ("train", "val"):
+            raise DataError(f"unknown split {split!r}: the synthetic benchmark has train and val")
+        ensure_synthetic(cfg)
         det = root / "detections" / "person_detections_val.json" if split == "val" else None
         return SplitFiles(root / "annotations" / f"person_keypoints_{split}.json", root / "images" / split, det)
     if split == "train":

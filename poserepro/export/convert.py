@@ -55,9 +55,7 @@ def export_model(model: nn.Module, input_size: tuple[int, int], out: str | Path,
     example = _inputs(input_size, TRACE_BATCH, 0)
     out = Path(out)
     if fmt == "onnx":
-        if opset < MIN_OPSET:
-            raise ExportError(f"--opset {opset} is below {MIN_OPSET}, the first opset with grid_sample "
-                              "(deformable attention)")
+        check_opset(opset)
         with atomic_output(out) as tmp, torch.no_grad():
             _export_onnx(graph, example, tmp, opset)
     elif fmt == "torchscript":
@@ -71,6 +69,22 @@ def export_model(model: nn.Module, input_size: tuple[int, int], out: str | Path,
     if diff is not None and not diff < tol:
         raise ExportError(f"{out}: exported outputs differ from PyTorch by {diff:.3g} (max abs) >= {tol:g}")
     return ExportReport(out, fmt, graph.names, diff, CHECK_BATCHES if check else (), time.perf_counter() - t0)
+
+
+def max_opset() -> int:
+    """The newest opset the TorchScript-based ONNX exporter (``dynamo=False``) writes."""
+    from torch.onnx import _constants
+
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20))
+
+
+def check_opset(opset: int) -> None:
+    """One-line :class:`ExportError` unless ``MIN_OPSET <= opset <= max_opset()``."""
+    if opset < MIN_OPSET:
+        raise ExportError(f"--opset {opset} is below {MIN_OPSET}, the first opset with grid_sample "
+                          "(deformable attention)")
+    if opset > max_opset():
+        raise ExportError(f"--opset {opset} is above {max_opset()}, the newest this torch's ONNX exporter writes")
 
 
 def _export_onnx(graph: ExportGraph, example: torch.Tensor, path: Path, opset: int) -> None:

@@ -16,6 +16,7 @@ the caller as skipped.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,23 +45,36 @@ def load_box_file(path: str | Path, score_thr: float = 0.0) -> BoxFile:
         raise DataError(f"box file {p} is neither a detection list [{{image_id, category_id, bbox, score}}] nor a "
                         "COCO annotation file with 'images' and 'annotations'")
     names: dict[str, int] = {}
-    for im in data["images"]:
-        if not isinstance(im, dict) or "file_name" not in im or "id" not in im:
-            raise DataError(f"box file {p}: every entry of 'images' needs 'id' and 'file_name'")
+    for i, im in enumerate(data["images"]):
+        if not isinstance(im, dict) or "file_name" not in im or not _is_int(im.get("id")):
+            raise DataError(f"box file {p}: images entry {i} needs an integer 'id' and a 'file_name'")
         names[Path(str(im["file_name"])).name] = int(im["id"])
     by_id: dict[int, list[dict]] = {}
     for i, a in enumerate(data["annotations"]):
         box = a.get("bbox") if isinstance(a, dict) else None
-        if not isinstance(box, list) or len(box) != 4:
-            raise DataError(f"box file {p}: annotation {i} has no bbox [x, y, w, h]")
+        if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
+            raise DataError(f"box file {p}: annotation {i} needs a bbox of 4 finite numbers [x, y, w, h]")
+        if not _is_int(a.get("image_id")):
+            raise DataError(f"box file {p}: annotation {i} needs an integer 'image_id'")
         if a.get("category_id", 1) != PERSON_CATEGORY_ID or a.get("iscrowd", 0) or box[2] <= 0 or box[3] <= 0:
             continue
         by_id.setdefault(int(a["image_id"]), []).append({"bbox": [float(v) for v in box], "score": 1.0})
     return BoxFile(p, by_id, names)
 
 
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def check_matches(boxes: BoxFile, input_ids: list[int], what: str) -> None:
     """Raise :class:`DataError` when no box of ``boxes`` belongs to any of ``input_ids`` (``what``: "images")."""
+    if not boxes.by_id:
+        raise DataError(f"box file {boxes.path} holds no usable person box (category_id 1, width and height > 0, "
+                        "score >= --box-thr, not crowd): check its boxes are [x, y, w, h] and --box-thr")
     if input_ids and not set(boxes.by_id) & set(input_ids):
         sample = ", ".join(str(k) for k in sorted(boxes.by_id)[:3]) or "none"
         mine = ", ".join(str(k) for k in input_ids[:3])

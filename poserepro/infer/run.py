@@ -101,6 +101,10 @@ def run_inference(model: nn.Module, recipe: Recipe, sources: Sources, out_dir: P
     if mode == "boxes" and opts.boxes is not None and opts.boxes.ids_by_name is not None:
         images = [_renamed(im, opts.boxes.ids_by_name, summary) for im in images]
         images = [im for im in images if im is not None]
+        if sources.images and not images:
+            sample = ", ".join(sorted(opts.boxes.ids_by_name)[:3]) or "none"
+            raise DataError(f"box file {opts.boxes.path} lists none of the {len(sources.images)} images given by "
+                            f"file name (it lists {sample}...): is it for other images?")
         if len(images) < len(sources.images):
             tick("(not in the box file)", len(sources.images) - len(images))
     frames = [Frame(im.path, im.image_id, im.size) for im in images]

@@ -96,7 +96,12 @@ def discover(paths: list[str | Path]) -> Sources:
             skipped.append(Skipped(str(p), "no such file or folder"))
     images: list[tuple[Path, tuple[int, int]]] = []
     videos: list[VideoInput] = []
+    seen: set[Path] = set()
     for f in files:
+        if f.resolve() in seen:  # the same file named twice (or via its folder): run once, say so
+            skipped.append(Skipped(str(f), "given more than once: used once"))
+            continue
+        seen.add(f.resolve())
         if f.suffix.lower() in VIDEO_SUFFIXES:
             v = open_video(f)
             if v is None:

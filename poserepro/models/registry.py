@@ -42,6 +42,10 @@ def model_entrypoint(name: str) -> Callable[..., nn.Module]:
     return _MODELS[key]
 
 
+class ModelArgumentError(PoseReproError, ValueError):
+    """A model constructor refused its keyword arguments (a one-line error that is also a ``ValueError``)."""
+
+
 def create_model(name: str, **overrides: Any) -> nn.Module:
     """Build the registered model ``name`` with keyword ``overrides`` of its constructor arguments."""
     fn = model_entrypoint(name)
@@ -52,4 +56,25 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
         raise PoseReproError(
             f"model {name!r} takes no argument(s) {', '.join(unknown)}; it takes: {', '.join(params)}"
         )
-    return fn(**overrides)
+    _check_sizes(name, overrides)
+    if not overrides:
+        return fn()
+    try:
+        return fn(**overrides)
+    except (TypeError, ValueError, RuntimeError) as e:  # a constructor refusing the given values
+        given = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+        raise ModelArgumentError(f"model {name!r} cannot be built with {given}: "
+                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+
+
+def _check_sizes(name: str, overrides: dict[str, Any]) -> None:
+    """The arguments whose nonsense values a constructor would accept silently: ``num_joints`` (>= 1) and
+    ``input_size`` (two sizes of at least 8 px)."""
+    k = overrides.get("num_joints")
+    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+        raise ModelArgumentError(f"model {name!r}: num_joints must be a whole number >= 1, got {k!r}")
+    size = overrides.get("input_size")
+    if size is not None and (not isinstance(size, (list, tuple)) or len(size) != 2
+                             or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in size)):
+        raise ModelArgumentError(f"model {name!r}: input_size must be two whole sizes (w, h) of at least 8 px, "
+                             f"got {size!r}")

@@ -133,7 +133,11 @@ def fetch_entry(entry: CatalogueEntry, cache_dir: Path | None = None, mirror: st
     looked up there by file name. ``mirror`` defaults to ``$POSEREPRO_WEIGHTS_MIRROR``."""
     cache = cache_dir or weights_cache_dir()
     dest = cache / entry.filename
-    url = entry.url_for(mirror or os.environ.get(MIRROR_ENV) or None)
+    mirror = mirror or os.environ.get(MIRROR_ENV) or None
+    if mirror is not None and not re.match(r"^https?://[^/]+", mirror):
+        raise CheckpointError(f"weights mirror {mirror!r} (--mirror / ${MIRROR_ENV}) must be an http(s) URL "
+                              f"(scheme + host [+ prefix]); a local copy goes into {cache} ($POSEREPRO_WEIGHTS)")
+    url = entry.url_for(mirror)
     if url is None:
         if dest.is_file():
             return dest
@@ -143,7 +147,10 @@ def fetch_entry(entry: CatalogueEntry, cache_dir: Path | None = None, mirror: st
     if dest.is_file() and _VERIFIED.get(stamp) == _file_stamp(dest):
         return dest  # verified earlier in this process and unchanged since: not hashed again
     from ..data.download import download_file
+    from ..io import check_writable
 
+    if not dest.is_file():  # a read-only cache that holds the file is fine: it is only verified
+        check_writable(cache, "$POSEREPRO_WEIGHTS (the weights cache)", folder=True)
     download_file(url, dest, size=entry.size, sha256=None, md5=None, sha256_prefix=entry.sha256_prefix)
     _VERIFIED[stamp] = _file_stamp(dest)
     return dest
