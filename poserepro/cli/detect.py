@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from ..errors import PoseReproError
-from .common import console, handle_errors, results_dir
-from .evaluate import metrics_table, resolve_target
+from .common import console, handle_errors, results_dir, runs_root
+from .evaluate import metrics_table, resolve_target, resolve_weights
 
 SHOWN_BOXES = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 
@@ -46,13 +46,10 @@ def detect_cmd(
     if set_:
         rec = recipe_from_dict(apply_overrides(rec.to_dict(), set_), rec.name)
     rec = with_device(rec)
-    w = weights or (str(run / "checkpoint.pth") if run else rec.model.weights)
-    if w is None:
-        raise PoseReproError(f"no weights for {rec.name!r}: train it first (`poserepro train {rec.name}`) or pass "
-                             "--weights FILE")
+    w = resolve_weights(rec, run, weights)
     model = build_model(rec)
     load_model_weights(model, w)
-    dest = out or (run or Path("runs") / rec.name / "detect") / f"dets_{split}.json"
+    dest = out or (run or runs_root() / rec.name / "detect") / f"dets_{split}.json"
     console.print(f"[bold]detect[/] {rec.name} on {split} weights {w}")
     res = detect(model, rec, dest, split=split, ann_file=ann, image_dir=images, top_k=top_k)
     console.print(f"{res.num_images} images → {res.num_boxes} person boxes → {res.dets_file} "

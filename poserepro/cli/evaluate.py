@@ -52,6 +52,15 @@ def resolve_target(target: str | None) -> tuple[Recipe, Path | None]:
     return rec, latest_run(rec.name)
 
 
+def resolve_weights(rec: Recipe, run: Path | None, weights: str | None) -> str:
+    """The weights to load: ``--weights``, else the run's checkpoint, else the recipe's ``model.weights``."""
+    w = weights or (str(run / "checkpoint.pth") if run else rec.model.weights)
+    if w is None:
+        raise PoseReproError(f"no weights for {rec.name!r}: train it (`poserepro train {rec.name}`), pass a run "
+                             "directory, or --weights FILE|official:NAME")
+    return w
+
+
 @handle_errors
 def eval_cmd(
     target: Annotated[str | None, typer.Argument(help="Recipe, run directory, or nothing (= latest run).")] = None,
@@ -94,10 +103,7 @@ def eval_cmd(
     if backend:
         rec = recipe_from_dict(apply_overrides(rec.to_dict(), [f"eval.backend={backend}"]), rec.name)
     rec = with_device(rec)
-    w = weights or (str(run / "checkpoint.pth") if run else rec.model.weights)
-    if w is None:
-        raise PoseReproError(f"no weights for {rec.name!r}: train it first (`poserepro train {rec.name}`) or pass "
-                             "--weights FILE")
+    w = resolve_weights(rec, run, weights)
     model = build_model(rec)
     if family_of(model).detector:
         raise PoseReproError(f"{rec.name} is a person detector: score and export its boxes with `poserepro detect "

@@ -39,17 +39,14 @@ def load_target_model(target: str | None, weights: str | None, set_: list[str] |
     from ..engine import build_model
     from ..recipes import apply_overrides, recipe_from_dict
     from ..weights.state import load_model_weights
-    from .evaluate import resolve_target
+    from .evaluate import resolve_target, resolve_weights
 
     if target is None and weights is not None and weights.startswith("official:"):
         target = recipe_for_weights(weights)
     rec, run = resolve_target(target)
     if set_:
         rec = recipe_from_dict(apply_overrides(rec.to_dict(), set_), rec.name)
-    w = weights or (str(run / "checkpoint.pth") if run else rec.model.weights)
-    if w is None:
-        raise PoseReproError(f"no weights for {rec.name!r}: train it (`poserepro train {rec.name}`), pass a run "
-                             "directory, or --weights FILE|official:NAME")
+    w = resolve_weights(rec, run, weights)
     model = build_model(rec)
     load_model_weights(model, w)
     return rec, model.eval(), w

@@ -18,33 +18,21 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data.splits import split_files
 from ..evaluation.boxes import evaluate_boxes
 from ..io import atomic_write_text
 from ..models.person_detr import box_results
 from ..recipes import Recipe
-from .base import Criterion, EvalData, ModelFamily, Predictions, ProgressFn, register_family
-from .whole_image import whole_image_dataset
+from .base import Criterion, Predictions, ProgressFn, register_family
+from .whole_image import WholeImageInputs
 
 
 @register_family
-class DetectionFamily(ModelFamily):
+class DetectionFamily(WholeImageInputs):
     """``output_type = "detection"``."""
 
     output_types = ("detection",)
     whole_image = True
     detector = True
-
-    def train_dataset(self, recipe: Recipe):
-        return whole_image_dataset(recipe, "train", train=True)
-
-    def eval_data(self, recipe: Recipe, split: str, use_gt_boxes: bool | None = None,
-                  det_file: str | Path | None = None, ann_file: str | Path | None = None,
-                  image_dir: str | Path | None = None) -> EvalData:
-        files = split_files(recipe.data, split)
-        ds = whole_image_dataset(recipe, split, train=False, ann_file=ann_file, image_dir=image_dir)
-        gt = Path(ann_file) if ann_file else files.ann_file
-        return EvalData(ds, gt, files.has_gt if ann_file is None else True, files, len(ds))
 
     def forward(self, model: nn.Module, batch: dict[str, Any], train: bool) -> Any:
         return model(batch["image"], mask=batch.get("mask"))

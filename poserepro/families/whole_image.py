@@ -35,16 +35,11 @@ def whole_image_dataset(recipe: Recipe, split: str, train: bool, ann_file: str |
     )
 
 
-@register_family
-class WholeImageFamily(ModelFamily):
-    """``output_type = "e2e"``."""
+class WholeImageInputs(ModelFamily):
+    """Families whose models see whole images (end-to-end PRTR, the person detector): the splits as
+    :func:`whole_image_dataset`, the split's annotation file as ground truth."""
 
-    output_types = ("e2e",)
     whole_image = True
-    not_exportable = (
-        "end-to-end PRTR crops each image's most confident detector queries with indices that depend on the data "
-        "(top-k over queries, then per-person grid_sample on the gathered boxes); a fixed graph would bake in one "
-        "image's person count. Export its detector and keypoint halves separately instead (not implemented)")
 
     def train_dataset(self, recipe: Recipe) -> WholeImageDataset:
         return whole_image_dataset(recipe, "train", train=True)
@@ -56,6 +51,18 @@ class WholeImageFamily(ModelFamily):
         ds = whole_image_dataset(recipe, split, train=False, ann_file=ann_file, image_dir=image_dir)
         gt = Path(ann_file) if ann_file else files.ann_file
         return EvalData(ds, gt, files.has_gt if ann_file is None else True, files, len(ds))
+
+
+@register_family
+class WholeImageFamily(WholeImageInputs):
+    """``output_type = "e2e"``."""
+
+    output_types = ("e2e",)
+    whole_image = True
+    not_exportable = (
+        "end-to-end PRTR crops each image's most confident detector queries with indices that depend on the data "
+        "(top-k over queries, then per-person grid_sample on the gathered boxes); a fixed graph would bake in one "
+        "image's person count. Export its detector and keypoint halves separately instead (not implemented)")
 
     def forward(self, model: nn.Module, batch: dict[str, Any], train: bool) -> Any:
         mask = batch.get("mask")
