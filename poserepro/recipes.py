@@ -138,6 +138,7 @@ class TrainCfg:
     sinkhorn_eps: float = 0.05           # loss=sinkhorn: entropic regularisation ε (BTranspose §4.2: 0.05)
     sinkhorn_iters: int = 3              # loss=sinkhorn: Sinkhorn iterations n (BTranspose §4.2: 3)
     sync_bn: bool = False
+    compile: bool = False                # torch.compile the training forward (off: measured slower on CPU, README)
 
 
 @dataclass(frozen=True)

@@ -34,10 +34,17 @@ def bench(
     skip_flops: Annotated[bool, typer.Option(help="Do not count FLOPs (faster).")] = False,
     channels_last: Annotated[bool, typer.Option(help="Run convolutions in channels-last memory format.")] = False,
     threads: Annotated[int | None, typer.Option(help="torch.set_num_threads for CPU runs.")] = None,
+    train: Annotated[bool, typer.Option(
+        "--train", help="Also time a full training step (forward, loss, backward, optimiser step) as the "
+        "recipe trains: its optimiser, train.amp, train.channels_last, train.compile.")] = False,
+    train_repeats: Annotated[int, typer.Option(help="Timed training steps per measurement.")] = 5,
+    compile: Annotated[bool | None, typer.Option(
+        "--compile/--no-compile", help="Force train.compile on / off for --train (default: the recipe's).")] = None,
     out: Annotated[Path | None, typer.Option(
         help="CSV to write (default: results/bench_<device>_<precision>_torch<version>.csv).")] = None,
 ) -> None:
-    """Benchmark models: params vs paper, GFLOPs in both conventions vs paper, latency / FPS / peak memory."""
+    """Benchmark models: params vs paper, GFLOPs in both conventions vs paper, latency / FPS / peak memory, and
+    with --train the images/s of a training step."""
     import torch
 
     from ..bench.runner import bench_one, default_csv_name, parse_input_size, write_rows
@@ -57,13 +64,14 @@ def bench(
     rows = []
     for name in models:
         console.print(f"[dim]bench {name} ...[/]")
-        rows += bench_one(name, size, batches, device, amp, repeats, warmup, skip_fps, skip_flops, channels_last)
+        rows += bench_one(name, size, batches, device, amp, repeats, warmup, skip_fps, skip_flops, channels_last,
+                          train=train, train_repeats=train_repeats, compile=compile)
     path = out or results_dir() / default_csv_name(device, amp)
     write_rows(path, rows)
 
     t = Table(title=f"bench {input} on {device} ({rows[0]['precision'] if rows else ''}), torch {torch.__version__}")
     for c in ("model", "batch", "params (M)", "paper", "GFLOPs fvcore", "GFLOPs paper-conv.", "paper", "Δ",
-              "FPS", "ms (median ± IQR)", "peak MB"):
+              "FPS", "ms (median ± IQR)", "peak MB", "train img/s"):
         t.add_column(c, justify="left" if c == "model" else "right")
     for r in rows:
         t.add_row(
@@ -73,7 +81,7 @@ def bench(
             _num(r["gflops_rel_diff"] and 100 * r["gflops_rel_diff"], "+.1f") + ("%" if r["gflops_rel_diff"] else ""),
             _num(r["fps"], ".1f"),
             "" if r["latency_ms_median"] is None else f"{r['latency_ms_median']:.1f} ± {r['latency_ms_iqr']:.1f}",
-            _num(r["peak_mem_mb"], ".0f"),
+            _num(r["peak_mem_mb"], ".0f"), _num(r["train_images_per_s"], ".2f"),
         )
     console.print(t)
     console.print(f"wrote {path}")
