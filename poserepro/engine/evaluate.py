@@ -16,7 +16,7 @@ from ..errors import DataError
 from ..evaluation.coco import evaluate_keypoints, write_results
 from ..families import EvalData, ProgressFn, family_of
 from ..recipes import Recipe
-from .build import resolve_device, with_device
+from .build import resolve_device, to_channels_last, with_device
 
 #: the metric validation during training follows, per dataset, and its name in ``log.jsonl``
 VAL_METRIC = {"mpii": ("PCKh@0.5/Mean", "val/PCKh")}
@@ -54,6 +54,8 @@ def evaluate(
     loader = DataLoader(data.dataset, batch_size=recipe.eval.batch_size, shuffle=False,
                         num_workers=recipe.data.workers, collate_fn=getattr(data.dataset, "collate", None))
     model.to(dev)
+    if recipe.train.channels_last:  # the layout the model trains in (convolutions faster on CPU and GPU)
+        to_channels_last(model)
     pred = family.predict(model, loader, recipe, flip, dev, progress)
     if recipe.data.dataset == "mpii":
         if pred.crops is None:

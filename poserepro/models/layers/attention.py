@@ -34,8 +34,9 @@ def attention_with_dropout(
     if mask is not None:
         logits = logits.masked_fill(~mask, float("-inf"))
     attn = logits.softmax(dim=-1)
-    keep = torch.empty_like(attn).bernoulli_(1.0 - p)  # the draw F.dropout makes
-    return ((attn * keep) @ v) * (1.0 / (1.0 - p))
+    # the draw F.dropout makes (the CPU kernel draws the same numbers for any dtype), kept as a bool mask
+    keep = torch.empty_like(attn, dtype=torch.bool).bernoulli_(1.0 - p)
+    return (torch.where(keep, attn, 0.0) @ v) * (1.0 / (1.0 - p))
 
 
 class MultiheadAttention(nn.Module):
