@@ -155,7 +155,7 @@ class EvalCfg:
     oks_thre: float = 0.9
     image_thre: float = 0.0
     nms: bool = True
-    backend: Literal["pycocotools", "xtcocotools"] = "pycocotools"
+    backend: Literal["pycocotools", "xtcocotools", "faster-coco-eval"] = "pycocotools"
     every: int = 0                       # validate on the val split every N epochs during training (0 = off)
 
 
