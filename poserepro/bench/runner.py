@@ -33,7 +33,7 @@ COLUMNS = (
     "peak_mem_mb", "train_images_per_s", "train_step_ms_median", "train_step_ms_iqr", "train_peak_mem_mb",
     "train_settings", "load_avg_1m", "torch", "python", "numpy", "timestamp", "paper_source",
 )
-KEY = ("model", "recipe", "input_size", "batch")
+KEY = ("model", "recipe", "input_size", "batch", "train_settings")  # a training setting is its own row
 
 _FLOP_CACHE: dict[tuple[str, str, tuple[int, int]], FlopCounts] = {}
 
@@ -231,7 +231,7 @@ def _merge_locked(path: Path, rows: list[dict[str, Any]]) -> None:
     keys = {tuple(r[k] for k in KEY) for r in new}
     merged = [{k: r.get(k, "") for k in COLUMNS} for r in old if tuple(r.get(k, "") for k in KEY) not in keys]
     merged += new
-    merged.sort(key=lambda r: (r["model"], r["recipe"], r["input_size"], int(r["batch"] or 0)))
+    merged.sort(key=lambda r: (r["model"], r["recipe"], r["input_size"], int(r["batch"] or 0), r["train_settings"]))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
     w.writeheader()
