@@ -74,3 +74,16 @@ def test_box_iou_would_give_other_numbers_and_is_refused() -> None:
     assert oks.stats[0] != pytest.approx(trap.stats[0], abs=1e-3)
     ours = evaluate_keypoints(ANN, res, backend="faster-coco-eval")
     assert ours["AP"] == pytest.approx(float(oks.stats[0]), abs=1e-12)
+
+
+def test_cli_eval_with_the_fast_backend(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from poserepro.cli.main import app
+
+    path = write_results(tmp_path / "res.json", _results(4.0))
+    out = tmp_path / "m.json"
+    r = CliRunner().invoke(app, ["eval", "--results", str(path), "--ann", ANN, "--backend", "faster-coco-eval",
+                                 "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["AP"] == pytest.approx(evaluate_keypoints(ANN, path)["AP"], abs=1e-12)
