@@ -1,44 +1,86 @@
 #!/usr/bin/env python
-"""Our TransPose forward vs a faithful re-implementation of the official layer structure, same weights, one process.
+"""Forward and training-step speed of poserepro against the official layer structure, same weights, one process.
 
-"Official" = the TransPose repository's encoder as it runs: sequence-first ``(L, B, d)`` tokens,
-``nn.MultiheadAttention`` called with its default ``need_weights=True`` (so every layer materialises the attention
-matrix and averages it over heads), the position table stored as ``(L, 1, d)`` and added to q and k in every layer,
-post-norm, ReLU FFN, evaluated under ``torch.no_grad()`` as the official test loop does. The CNN backbone and the
-head are the same modules as ours (a deep copy), so the comparison isolates the encoder implementation and the
-execution settings.
+For each model the "official" network is rebuilt from ours (a deep copy with the same weights, then the parts
+whose official implementation differs swapped for modules that compute what the official code computes, from
+the published key layouts and the papers; no official code is copied):
 
-Ours is timed in several settings: the same ``no_grad`` (the SDPA attention alone), ``inference_mode``, and
-``inference_mode`` + channels-last convolutions; the encoders are also timed alone on random tokens. Variants are
-interleaved and rotated; wall-clock and process CPU time are both recorded (on a shared machine the CPU time is
-the steadier measure). Outputs must agree within 1e-5 (relative to the output scale).
+* TransPose (TP-R-A4, TP-H-A6) and BTranspose (C3A1): the encoder runs sequence-first ``(L, B, d)`` tokens through
+  ``nn.MultiheadAttention`` called with its default ``need_weights=True`` (the head-averaged attention matrix is
+  computed every layer), the position table is an ``(L, 1, d)`` parameter added to q and k in every layer
+  (BTranspose: first layer only, learnable); BTranspose's backbone MHSA is the released code's: three 1×1 convs,
+  ``content = qᵀk`` and ``position = rᵀq`` as two ``torch.matmul`` products, softmax, ``v·attnᵀ`` (FACTS §1.2).
+* PRTR (R-50): DETR's Transformer, i.e. ``nn.MultiheadAttention`` with ``need_weights=True`` in every layer (here an
+  adapter that feeds it sequence-first views), and DETR's ``FrozenBatchNorm2d`` (``x * scale + bias``, two passes).
+* TFPose (R-50): no official code exists (FACTS §3.2); the baseline is the Deformable-DETR structure it builds on:
+  the same pure-PyTorch multi-scale deformable sampling (what Deformable DETR runs without its CUDA kernel) and
+  ``nn.MultiheadAttention`` (``need_weights=True``) for the decoder's query self-attention.
 
-Usage: ``python scripts/speed_official_vs_ours.py [--batch 8] [--repeats 7] [--models transpose_r_a4 transpose_h_a6]``
-Writes ``results/speed_official_vs_ours_<device>_torch<version>.csv`` and prints the ratios.
+The convolutional backbones and heads compute the same operations in both (torchvision ResNet / HRNet layouts),
+so they are shared copies. Execution settings follow the two code bases:
+
+* official forward: eval mode under ``torch.no_grad()`` as the official test loops run it, contiguous tensors;
+* official training step: as the official ``train.py`` runs it (DataParallel aside): ``model.train()``, forward,
+  the official loss (HRNet/TransPose ``JointsMSELoss`` looping over joints; PRTR/TFPose the set / regression loss,
+  shared), ``zero_grad``, ``backward``, (PRTR: ``clip_grad_norm_(0.1)``), ``optimizer.step()`` with PyTorch's
+  default (non-fused) Adam / AdamW; the heatmap loop also computes its per-step accuracy on numpy copies;
+* ours forward: ``poserepro eval``'s path (``no_grad``, ``train.channels_last`` convolutions);
+* ours training step: :func:`poserepro.engine.loop.train_step` with the recipe and ``train.channels_last=true``
+  (fused optimiser step, attention without SDPA's CPU math path).
+
+Outputs of the two must agree (eval mode) to 1e-4 of the output scale. Variants are interleaved and their order
+rotated every repeat, so the load of a shared machine hits both alike; wall-clock and process CPU time are both
+recorded.
+
+Usage: ``python scripts/speed_official_vs_ours.py [--models tp_r_a4 ...] [--batches 1 8] [--repeats 3]
+[--threads 2] [--modes forward train]``. Appends to ``results/speed_official_vs_ours_cpu_torch<version>.csv``
+(rows of the same model, mode and batch are replaced) and prints the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import csv
-import functools
+import io
 import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from poserepro import create_model  # noqa: E402
 from poserepro.bench.runner import hardware_name  # noqa: E402
+from poserepro.bench.train_speed import synthetic_batch, train_recipe  # noqa: E402
+from poserepro.engine.build import build_model, to_channels_last  # noqa: E402
+from poserepro.engine.loop import train_step  # noqa: E402
+from poserepro.engine.schedules import build_optimizer  # noqa: E402
+from poserepro.families import family_of  # noqa: E402
+from poserepro.models.backbones.botnet import BTransposeMHSA  # noqa: E402
+from poserepro.models.backbones.resnet import FrozenBatchNorm2d  # noqa: E402
+from poserepro.models.layers.attention import MultiheadAttention  # noqa: E402
 from poserepro.models.transpose import TransPose  # noqa: E402
+from poserepro.recipes import load_recipe  # noqa: E402
+
+#: short name → (recipe stem, paper name)
+MODELS = {
+    "tp_r_a4": ("transpose-r-a4", "TP-R-A4"),
+    "tp_h_a6": ("transpose-h-a6", "TP-H-A6"),
+    "bt_c3a1": ("btranspose-c3a1-4h", "BTranspose C3A1(4)"),
+    "tfpose_r50": ("tfpose-r50-e6-256x192", "TFPose R-50 (E6 D6)"),
+    "prtr_r50": ("prtr-r50-384x288", "PRTR R-50"),
+}
+
+
+# ------------------------------------------------------------------ official structures (rebuilt, same weights)
 
 
 class OfficialEncoderLayer(nn.Module):
@@ -55,154 +97,326 @@ class OfficialEncoderLayer(nn.Module):
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
 
-    def forward(self, src: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        q = k = src + pos
+    def forward(self, src: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
+        q = k = src if pos is None else src + pos
         src2 = self.self_attn(q, k, value=src)[0]  # need_weights=True: averaged attention computed and dropped
         src = self.norm1(src + self.dropout1(src2))
         src2 = self.linear2(self.dropout(F.relu(self.linear1(src))))
         return self.norm2(src + self.dropout2(src2))
 
 
+class OfficialBoTMHSA(nn.Module):
+    """The released BTranspose MHSA (FACTS §1.2) with the weights of our :class:`BTransposeMHSA`."""
+
+    def __init__(self, ours: BTransposeMHSA) -> None:
+        super().__init__()
+        self.heads = ours.heads
+        self.query, self.key, self.value = (copy.deepcopy(m) for m in (ours.query, ours.key, ours.value))
+        self.rel_h = nn.Parameter(ours.pos_w.detach().clone()[0])  # (heads, dh, 1, W): names swapped as released
+        self.rel_w = nn.Parameter(ours.pos_h.detach().clone()[0])  # (heads, dh, H, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        nh = self.heads
+        q = self.query(x).view(b, nh, c // nh, -1)
+        k = self.key(x).view(b, nh, c // nh, -1)
+        v = self.value(x).view(b, nh, c // nh, -1)
+        content_content = torch.matmul(q.permute(0, 1, 3, 2), k)
+        content_position = (self.rel_h + self.rel_w).view(1, nh, c // nh, -1).permute(0, 1, 3, 2)
+        content_position = torch.matmul(content_position, q)
+        attention = (content_content + content_position).softmax(dim=-1)
+        out = torch.matmul(v, attention.permute(0, 1, 3, 2))
+        return out.view(b, c, h, w)
+
+
+class OfficialMHA(nn.Module):
+    """``nn.MultiheadAttention`` (sequence-first, ``need_weights=True``) behind our batch-first call signature."""
+
+    def __init__(self, ours: MultiheadAttention) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(ours.d_model, ours.num_heads, dropout=ours.dropout)
+        self.attn.load_state_dict(ours.state_dict(), strict=True)
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                key_padding_mask: torch.Tensor | None = None, need_weights: bool = False,
+                average_attn_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out, w = self.attn(query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1),
+                           key_padding_mask=key_padding_mask)
+        return out.transpose(0, 1), w
+
+
+class OfficialFrozenBN(nn.Module):
+    """DETR's ``FrozenBatchNorm2d.forward``: ``x * scale + bias`` (two passes over ``x``)."""
+
+    def __init__(self, ours: FrozenBatchNorm2d) -> None:
+        super().__init__()
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            self.register_buffer(name, getattr(ours, name).clone())
+        self.eps = ours.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        bias = self.bias - self.running_mean * scale
+        return x * scale.reshape(1, -1, 1, 1) + bias.reshape(1, -1, 1, 1)
+
+
+def _swap(model: nn.Module, kind: type, make: Callable[[Any], nn.Module]) -> int:
+    """Replace every submodule of type ``kind`` by ``make(it)``; returns how many."""
+    n = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, kind):
+                setattr(parent, name, make(child))
+                n += 1
+    return n
+
+
 class OfficialStyleTransPose(nn.Module):
-    """Backbone → reduce → sequence-first encoder (PE every layer) → head, with ``ours``' weights."""
+    """Backbone → reduce → sequence-first encoder → head, with ``ours``' weights (TransPose and BTranspose)."""
 
     def __init__(self, ours: TransPose) -> None:
         super().__init__()
         self.backbone = copy.deepcopy(ours.backbone)
+        _swap(self.backbone, BTransposeMHSA, OfficialBoTMHSA)
         self.reduce = copy.deepcopy(ours.reduce)
         self.head = copy.deepcopy(ours.head)
         first = ours.encoder.layers[0]
         d = first.self_attn.d_model
-        layers = [OfficialEncoderLayer(d, first.self_attn.num_heads, first.linear1.out_features)
-                  for _ in ours.encoder.layers]
-        self.layers = nn.ModuleList(layers)
+        self.layers = nn.ModuleList(
+            OfficialEncoderLayer(d, first.self_attn.num_heads, first.linear1.out_features, first.self_attn.dropout)
+            for _ in ours.encoder.layers)
         for mine, theirs in zip(ours.encoder.layers, self.layers):
             theirs.load_state_dict(mine.state_dict(), strict=True)  # same parameter names (packed in_proj)
-        self.pos_embedding = nn.Parameter(ours.pos_embed.weight.detach().clone()[:, None, :], requires_grad=False)
+        self.pos_every_layer = ours.encoder.pos_every_layer
+        pe = ours.pos_embed.weight
+        self.pos_embedding = nn.Parameter(pe.detach().clone()[:, None, :], requires_grad=pe.requires_grad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.reduce(self.backbone(x)[-1])
         bs, c, h, w = x.shape
         x = x.flatten(2).permute(2, 0, 1)
-        for layer in self.layers:
-            x = layer(x, self.pos_embedding)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, self.pos_embedding if (self.pos_every_layer or i == 0) else None)
         x = x.permute(1, 2, 0).contiguous().view(bs, c, h, w)
         return self.head(x)
 
 
-def _time(fn, *args: torch.Tensor) -> tuple[float, float]:
-    """``(wall seconds, process CPU seconds)`` of one call. On a shared machine the CPU time (summed over this
-    process' threads) is the steadier measure of the work done; the wall time is what a user waits."""
+def official_model(ours: nn.Module) -> nn.Module:
+    """The official-structure network with ``ours``' weights (see the module docstring)."""
+    if isinstance(ours, TransPose):
+        return OfficialStyleTransPose(ours)
+    off = copy.deepcopy(ours)
+    _swap(off, MultiheadAttention, OfficialMHA)
+    _swap(off, FrozenBatchNorm2d, OfficialFrozenBN)
+    return off
+
+
+# ------------------------------------------------------------------ the official training step
+
+
+def official_joints_mse(output: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
+    """HRNet / TransPose ``JointsMSELoss(use_target_weight=True)``: a loop over joints of ``0.5·MSE`` of the
+    weighted flattened heatmaps, divided by the number of joints; ``target_weight (B, K, 1)``."""
+    b, k = output.shape[:2]
+    preds = output.reshape(b, k, -1).split(1, 1)
+    gts = target.reshape(b, k, -1).split(1, 1)
+    loss = output.new_zeros(())
+    for idx in range(k):
+        p, g = preds[idx].squeeze(), gts[idx].squeeze()
+        loss = loss + 0.5 * F.mse_loss(p.mul(target_weight[:, idx]), g.mul(target_weight[:, idx]))
+    return loss / k
+
+
+def _max_preds(hm: np.ndarray) -> np.ndarray:
+    b, k, _, w = hm.shape
+    idx = hm.reshape(b, k, -1).argmax(2)
+    return np.stack([idx % w, idx // w], -1).astype(np.float32)
+
+
+def official_accuracy(output: np.ndarray, target: np.ndarray) -> float:
+    """The per-step PCK@0.5 of heatmap argmaxes the HRNet / TransPose train loop logs (normalised by h/10, w/10)."""
+    h, w = output.shape[2:]
+    norm = np.array([h, w], dtype=np.float32) / 10
+    d = np.linalg.norm((_max_preds(output) - _max_preds(target)) / norm, axis=-1)
+    return float((d < 0.5).mean())
+
+
+def official_step(model: nn.Module, batch: dict[str, torch.Tensor], heatmap: bool, recipe: Any,
+                  ours: nn.Module) -> Callable[[], float]:
+    """A closure running one official training step (see the module docstring)."""
+    if recipe.optim.name == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=recipe.optim.lr)
+    else:  # DETR / PRTR style: backbone group, AdamW with weight decay
+        bb = [p for n, p in model.named_parameters() if n.startswith("backbone.") and p.requires_grad]
+        rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
+        opt = torch.optim.AdamW([{"params": rest}, {"params": bb, "lr": recipe.optim.backbone_lr or recipe.optim.lr}],
+                                lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay)
+    clip = recipe.optim.clip_grad_norm
+    tw = batch["target_weight"][..., None]
+
+    def step() -> float:
+        model.train()
+        out = model(batch["image"])
+        if heatmap:
+            target = batch["heatmaps"]
+            loss = official_joints_mse(out, target, tw)
+        else:
+            loss, _ = ours.loss(out, batch)  # the same set / regression loss (module-free, reads only outputs)
+        opt.zero_grad()
+        loss.backward()
+        if clip:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        if heatmap:
+            official_accuracy(out.detach().cpu().numpy(), target.detach().cpu().numpy())
+        return float(loss.detach())
+
+    return step
+
+
+# ------------------------------------------------------------------ timing
+
+
+def _time(fn: Callable[[], Any]) -> tuple[float, float]:
     w0, c0 = time.perf_counter(), time.process_time()
-    fn(*args)
+    fn()
     return time.perf_counter() - w0, time.process_time() - c0
 
 
-def _official_encoder(layers: nn.ModuleList, pos: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """The official encoder on batch-first tokens ``(B, L, d)`` (transposed to sequence-first inside)."""
-    src = tokens.transpose(0, 1)
-    for layer in layers:
-        src = layer(src, pos[:, None])
-    return src
+def _load() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
-def _ours_encoder(encoder: nn.Module, pos: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    return encoder(tokens, pos)[0]
+def run_model(key: str, batches: list[int], modes: list[str], repeats: int, warmup: int) -> list[dict]:
+    rows: list[dict] = []
+    for batch in batches:
+        rows += run_one(key, batch, modes, repeats, warmup)
+    return rows
 
 
-def _stats(ts: list[float]) -> tuple[float, float]:
-    med = statistics.median(ts)
-    q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [med, med, med]
-    return med, q[2] - q[0]
-
-
-def run(models: list[str], batch: int, repeats: int, warmup: int, threads: int | None, out_dir: Path) -> Path:
-    if threads:
-        torch.set_num_threads(threads)
+def run_one(key: str, batch: int, modes: list[str], repeats: int, warmup: int) -> list[dict]:
+    """Both networks of ``key`` at ``batch``: the ratios of the interleaved medians, one row per mode."""
+    stem, paper = MODELS[key]
+    cpu_dev = torch.device("cpu")
     torch.manual_seed(0)
-    rows = []
-    for name in models:
-        ours = create_model(name, input_size=(192, 256)).eval()
-        official = OfficialStyleTransPose(ours).eval()
-        ours_cl = copy.deepcopy(ours).to(memory_format=torch.channels_last)
-        x = torch.randn(batch, 3, 256, 192)
-        x_cl = x.contiguous(memory_format=torch.channels_last)
+    w0, h0 = load_recipe(stem).data.input_size  # the recipe's own input size
+    rec = train_recipe("", stem, (int(h0), int(w0)), channels_last=True)
+    hw = (int(h0), int(w0))
+    base = build_model(rec)
+    family = family_of(base)
+    heatmap = family.heatmap_output
+    official = official_model(base)
+    ours = copy.deepcopy(base)
+    to_channels_last(ours)
+    data = synthetic_batch(base, batch, hw, cpu_dev, heatmap)
+    x = data["image"]  # contiguous, as the data loader gives it to `poserepro eval`
+    with torch.no_grad():
+        ref = official.eval()(x)
+        mine = ours.eval()(x)
+    if not heatmap:
+        name = "coords" if "coords" in ref else "pred_coords"
+        ref, mine = ref[name], mine[name]
+    diff = (ref - mine).abs().max().item()
+    scale = max(1e-3, ref.abs().max().item())
+    assert diff <= 1e-4 * scale, f"{key}: official-structure and our outputs differ by {diff:g} (scale {scale:g})"
+
+    def fwd_official() -> None:
         with torch.no_grad():
-            ref = official(x)
-            diff = (ours(x) - ref).abs().max().item()
-            diff_cl = (ours_cl(x_cl) - ref).abs().max().item()
-        scale = max(1.0, ref.abs().max().item())
-        assert diff <= 1e-5 * scale, f"{name}: outputs differ by {diff:g}"
-        assert diff_cl <= 1e-5 * scale, f"{name}: channels-last outputs differ by {diff_cl:g}"
+            official.eval()(x)
 
-        tokens = torch.randn(batch, ours.pos_embed.weight.shape[0], ours.pos_embed.weight.shape[1])
-        pos = ours.pos_embed.weight.detach()
+    def fwd_ours() -> None:
+        with torch.no_grad():
+            ours.eval()(x)
 
-        official_encoder = functools.partial(_official_encoder, official.layers, pos)
-        ours_encoder = functools.partial(_ours_encoder, ours.encoder, pos)
-        variants = {
-            "official (nn.MultiheadAttention need_weights, no_grad)": (official, (x,), torch.no_grad),
-            "ours (SDPA, no_grad)": (ours, (x,), torch.no_grad),
-            "ours (SDPA, inference_mode)": (ours, (x,), torch.inference_mode),
-            "ours (SDPA, inference_mode, channels_last)": (ours_cl, (x_cl,), torch.inference_mode),
-            "encoder only: official (no_grad)": (official_encoder, (tokens,), torch.no_grad),
-            "encoder only: ours (SDPA, inference_mode)": (ours_encoder, (tokens,), torch.inference_mode),
+    variants: dict[str, Callable[[], Any]] = {}
+    if "forward" in modes:
+        variants["forward/official"] = fwd_official
+        variants["forward/ours"] = fwd_ours
+    if "train" in modes:
+        variants["train/official"] = official_step(official, data, heatmap, rec, base)
+        opt = build_optimizer(ours, rec.optim, batch)
+        scaler = torch.amp.GradScaler("cpu", enabled=False)
+        crit = family.criterion(rec, ours, cpu_dev)
+        params = list(ours.parameters())
+
+        def train_ours() -> float:
+            ours.train()
+            return train_step(ours, family, crit, dict(data), opt, scaler, rec, cpu_dev, params)[0]
+
+        variants["train/ours"] = train_ours
+    labels = list(variants)
+    for fn in variants.values():
+        for _ in range(warmup):
+            fn()
+    wall: dict[str, list[float]] = {k: [] for k in labels}
+    cpu: dict[str, list[float]] = {k: [] for k in labels}
+    load0 = _load()
+    for rep in range(repeats):
+        for label in labels[rep % len(labels):] + labels[: rep % len(labels)]:
+            w, c = _time(variants[label])
+            wall[label].append(w)
+            cpu[label].append(c)
+    load1 = _load()
+    rows = []
+    for mode in [m for m in ("forward", "train") if m in modes]:
+        o, u = f"{mode}/official", f"{mode}/ours"
+        ow, uw = statistics.median(wall[o]), statistics.median(wall[u])
+        oc, uc = statistics.median(cpu[o]), statistics.median(cpu[u])
+        row = {
+            "model": key, "paper_name": paper, "recipe": stem, "mode": mode, "batch": batch,
+            "input_size": f"{hw[0]}x{hw[1]}", "official_ms": f"{ow * 1e3:.1f}", "ours_ms": f"{uw * 1e3:.1f}",
+            "speedup": f"{ow / uw:.3f}", "official_cpu_ms": f"{oc * 1e3:.1f}", "ours_cpu_ms": f"{uc * 1e3:.1f}",
+            "cpu_speedup": f"{oc / uc:.3f}", "ours_images_per_s": f"{batch / uw:.3f}",
+            "official_images_per_s": f"{batch / ow:.3f}", "max_abs_diff": f"{diff:.2e}", "repeats": repeats,
+            "threads": torch.get_num_threads(), "load_avg_1m": f"{(load0 + load1) / 2:.2f}",
+            "hardware": hardware_name("cpu"), "torch": torch.__version__,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        wall: dict[str, list[float]] = {k: [] for k in variants}
-        cpu: dict[str, list[float]] = {k: [] for k in variants}
-        labels = list(variants)
-        for fn, args, ctx in variants.values():
-            with ctx():
-                for _ in range(warmup):
-                    fn(*args)
-        for r in range(repeats):
-            # interleaved and rotated: drift, neighbours' load and allocator state after the previous variant
-            # (the official path frees ~B·L² attention buffers) hit every variant alike
-            for label in labels[r % len(labels):] + labels[: r % len(labels)]:
-                fn, args, ctx = variants[label]
-                with ctx():
-                    w, c = _time(fn, *args)
-                wall[label].append(w)
-                cpu[label].append(c)
-        for label in labels:
-            base_label = labels[4] if label.startswith("encoder only") else labels[0]
-            med, iqr = _stats(wall[label])
-            cmed, ciqr = _stats(cpu[label])
-            base, cbase = statistics.median(wall[base_label]), statistics.median(cpu[base_label])
-            rows.append({
-                "model": name, "variant": label, "batch": batch, "input_size": "256x192", "device": "cpu",
-                "hardware": hardware_name("cpu"), "threads": torch.get_num_threads(),
-                "latency_ms_median": f"{med * 1e3:.1f}", "latency_ms_iqr": f"{iqr * 1e3:.1f}",
-                "cpu_ms_median": f"{cmed * 1e3:.1f}", "cpu_ms_iqr": f"{ciqr * 1e3:.1f}",
-                "images_per_s": f"{batch / med:.2f}", "speedup_vs_official": f"{base / med:.3f}",
-                "cpu_speedup_vs_official": f"{cbase / cmed:.3f}", "max_abs_diff": f"{max(diff, diff_cl):.2e}",
-                "repeats": repeats, "load_avg_1m": f"{os.getloadavg()[0]:.2f}", "torch": torch.__version__,
-                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            })
-            print(f"{name:16s} {label:50s} wall {med * 1e3:8.1f} ms (x{base / med:.2f})  "
-                  f"cpu {cmed * 1e3:8.1f} ms (x{cbase / cmed:.2f})", flush=True)
-        del ours, official, ours_cl
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"speed_official_vs_ours_cpu_torch{torch.__version__.split('+')[0]}.csv"
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        rows.append(row)
+        print(f"{paper:22s} {mode:7s} b{batch:<2d} official {ow * 1e3:9.1f} ms  ours {uw * 1e3:9.1f} ms  "
+              f"x{ow / uw:.2f} (cpu x{oc / uc:.2f})  load {row['load_avg_1m']}", flush=True)
+    return rows
+
+
+KEY = ("model", "mode", "batch")
+
+
+def write(path: Path, rows: list[dict]) -> None:
+    """Merge ``rows`` into ``path`` (same model / mode / batch replaced), under a lock (parallel runs)."""
+    from poserepro.io import atomic_write_text, locked
+
+    with locked(path):
+        old = []
+        if path.is_file():
+            with open(path, newline="") as fh:
+                old = [r for r in csv.DictReader(fh) if "mode" in r]
+        keys = {tuple(str(r[k]) for k in KEY) for r in rows}
+        merged = [r for r in old if tuple(r[k] for k in KEY) not in keys] + rows
+        merged.sort(key=lambda r: (list(MODELS).index(r["model"]) if r["model"] in MODELS else 99, r["mode"],
+                                   int(r["batch"])))
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n", extrasaction="ignore")
         w.writeheader()
-        w.writerows(rows)
-    print(f"wrote {path}")
-    return path
+        w.writerows(merged)
+        atomic_write_text(path, buf.getvalue())
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=["transpose_r_a4", "transpose_h_a6"])
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    p.add_argument("--modes", nargs="+", default=["forward", "train"], choices=["forward", "train"])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent.parent / "results")
     a = p.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
-        run(a.models, a.batch, a.repeats, a.warmup, a.threads, a.out_dir)
+    torch.set_num_threads(a.threads)
+    path = a.out_dir / f"speed_official_vs_ours_cpu_torch{torch.__version__.split('+')[0]}.csv"
+    for key in a.models:
+        rows = run_model(key, a.batches, a.modes, a.repeats, a.warmup)
+        write(path, rows)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -108,6 +108,7 @@ COMMAND_LINES: list[tuple[str, str]] = [
     ("bench transpose_r_smoke --device banana", "--device"),
     ("bench transpose_r_smoke --device cuda", "no CUDA"),
     ("bench no_such_model", "unknown"),
+    ("bench transpose_r_smoke --train --train-repeats 0", "--train-repeats"),
     ("list nothing", "--help"),
     ("bench transpose_r_smoke --skip-fps --skip-flops --out {t}/adir", "is a folder"),
     ("bench transpose_r_smoke --skip-fps --skip-flops --out {t}/afile/x.csv", "is a file"),

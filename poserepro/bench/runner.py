@@ -30,9 +30,10 @@ COLUMNS = (
     "model", "recipe", "input_size", "batch", "device", "hardware", "precision", "threads", "params",
     "paper_params", "official_params", "params_rel_diff", "gflops_fvcore", "gflops_paper_convention",
     "paper_gflops", "paper_gflops_convention", "gflops_rel_diff", "fps", "latency_ms_median", "latency_ms_iqr",
-    "peak_mem_mb", "load_avg_1m", "torch", "timestamp", "paper_source",
+    "peak_mem_mb", "train_images_per_s", "train_step_ms_median", "train_step_ms_iqr", "train_peak_mem_mb",
+    "train_settings", "load_avg_1m", "torch", "python", "numpy", "timestamp", "paper_source",
 )
-KEY = ("model", "recipe", "input_size", "batch")
+KEY = ("model", "recipe", "input_size", "batch", "train_settings")  # a training setting is its own row
 
 _FLOP_CACHE: dict[tuple[str, str, tuple[int, int]], FlopCounts] = {}
 
@@ -55,7 +56,7 @@ def parse_input_size(text: str) -> tuple[int, int]:
 
 
 def check_bench_args(size_hw: tuple[int, int], batches: tuple[int, ...], repeats: int, warmup: int,
-                     threads: int | None, device: str) -> str:
+                     threads: int | None, device: str, train_repeats: int = 1) -> str:
     """Check ``bench``'s numbers before anything runs (one line naming the option and the fix) and return the
     device, checked against this machine (``auto`` allowed)."""
     from ..engine.build import resolve_device
@@ -67,6 +68,8 @@ def check_bench_args(size_hw: tuple[int, int], batches: tuple[int, ...], repeats
         raise PoseReproError(f"batch size {min(batches)}: --batch and --throughput-batch must be at least 1")
     if repeats < 1:
         raise PoseReproError(f"--repeats {repeats}: time at least one forward (e.g. 10)")
+    if train_repeats < 1:
+        raise PoseReproError(f"--train-repeats {train_repeats}: time at least one training step (e.g. 5)")
     if warmup < 0:
         raise PoseReproError(f"--warmup {warmup}: use 0 or more untimed forwards")
     if threads is not None and threads < 1:
@@ -155,9 +158,18 @@ def _rel(a: float | None, b: float | None) -> float | None:
 def bench_one(
     name: str, input_size_hw: tuple[int, int] = (256, 192), batches: tuple[int, ...] = (1,), device: str = "cpu",
     amp: bool = False, repeats: int = 10, warmup: int = 3, skip_fps: bool = False, skip_flops: bool = False,
-    channels_last: bool = False,
+    channels_last: bool = False, train: bool = False, train_repeats: int = 5, train_warmup: int = 2,
+    compile: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """Benchmark one model or recipe; one row per batch size in ``batches``."""
+    """Benchmark one model or recipe; one row per batch size in ``batches``.
+
+    With ``train`` every row also gets the images / s of a full training step
+    (:func:`~poserepro.bench.train_speed.measure_train_speed`) with the recipe's optimiser and its
+    ``train.amp`` / ``train.channels_last`` / ``train.compile``, each switched on when ``amp`` / ``channels_last``
+    / ``compile`` ask for it.
+    """
+    import numpy
+
     spec = resolve(name)
     model = build(spec, input_size_hw)
     params = count_params(model)
@@ -172,6 +184,14 @@ def bench_one(
         speed: SpeedResult | None = None
         if not skip_fps:
             speed = measure_speed(model, input_size_hw, batch, device, amp, warmup, repeats, channels_last)
+        tr = None
+        if train:
+            from .train_speed import measure_train_speed, train_recipe
+
+            rec = train_recipe(spec.model, spec.recipe, input_size_hw,
+                               amp=("fp16" if torch.device(device).type == "cuda" else "bf16") if amp else None,
+                               channels_last=True if channels_last else None, compile=compile)
+            tr = measure_train_speed(rec, batch, device, train_warmup, train_repeats)
         rows.append({
             "model": spec.model, "recipe": spec.recipe, "input_size": f"{input_size_hw[0]}x{input_size_hw[1]}",
             "batch": batch, "device": str(device), "hardware": hardware_name(device),
@@ -188,8 +208,14 @@ def bench_one(
             "latency_ms_median": speed.latency_ms_median if speed else None,
             "latency_ms_iqr": speed.latency_ms_iqr if speed else None,
             "peak_mem_mb": speed.peak_mem_mb if speed else None,
+            "train_images_per_s": tr.images_per_s if tr else None,
+            "train_step_ms_median": tr.step_ms_median if tr else None,
+            "train_step_ms_iqr": tr.step_ms_iqr if tr else None,
+            "train_peak_mem_mb": tr.peak_mem_mb if tr else None,
+            "train_settings": tr.settings if tr else "",
             "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-            "torch": torch.__version__, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "torch": torch.__version__, "python": platform.python_version(), "numpy": numpy.__version__,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "paper_source": paper.source if paper else "",
         })
     del model
@@ -227,7 +253,7 @@ def _merge_locked(path: Path, rows: list[dict[str, Any]]) -> None:
     keys = {tuple(r[k] for k in KEY) for r in new}
     merged = [{k: r.get(k, "") for k in COLUMNS} for r in old if tuple(r.get(k, "") for k in KEY) not in keys]
     merged += new
-    merged.sort(key=lambda r: (r["model"], r["recipe"], r["input_size"], int(r["batch"] or 0)))
+    merged.sort(key=lambda r: (r["model"], r["recipe"], r["input_size"], int(r["batch"] or 0), r["train_settings"]))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
     w.writeheader()

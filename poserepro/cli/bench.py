@@ -34,10 +34,17 @@ def bench(
     skip_flops: Annotated[bool, typer.Option(help="Do not count FLOPs (faster).")] = False,
     channels_last: Annotated[bool, typer.Option(help="Run convolutions in channels-last memory format.")] = False,
     threads: Annotated[int | None, typer.Option(help="torch.set_num_threads for CPU runs.")] = None,
+    train: Annotated[bool, typer.Option(
+        "--train", help="Also time a full training step (forward, loss, backward, optimiser step) as the "
+        "recipe trains: its optimiser, train.amp, train.channels_last, train.compile.")] = False,
+    train_repeats: Annotated[int, typer.Option(help="Timed training steps per measurement.")] = 5,
+    compile: Annotated[bool | None, typer.Option(
+        "--compile/--no-compile", help="Force train.compile on / off for --train (default: the recipe's).")] = None,
     out: Annotated[Path | None, typer.Option(
         help="CSV to write (default: results/bench_<device>_<precision>_torch<version>.csv).")] = None,
 ) -> None:
-    """Benchmark models: params vs paper, GFLOPs in both conventions vs paper, latency / FPS / peak memory."""
+    """Benchmark models: params vs paper, GFLOPs in both conventions vs paper, latency / FPS / peak memory, and
+    with --train the images/s of a training step."""
     import torch
 
     from ..bench.runner import bench_one, check_bench_args, default_csv_name, parse_input_size, write_rows
@@ -50,7 +57,7 @@ def bench(
     if out is not None:
         check_writable(out, "--out")
     batches = tuple(dict.fromkeys([batch] + ([throughput_batch] if throughput_batch is not None else [])))
-    device = check_bench_args(size, batches, repeats, warmup, threads, device)
+    device = check_bench_args(size, batches, repeats, warmup, threads, device, train_repeats)
     if threads:
         torch.set_num_threads(threads)
     if not models:
@@ -60,7 +67,8 @@ def bench(
     for name in models:
         console.print(f"[dim]bench {name} ...[/]")
         try:
-            rows += bench_one(name, size, batches, device, amp, repeats, warmup, skip_fps, skip_flops, channels_last)
+            rows += bench_one(name, size, batches, device, amp, repeats, warmup, skip_fps, skip_flops, channels_last,
+                              train=train, train_repeats=train_repeats, compile=compile)
         except RuntimeError as e:  # e.g. a kernel larger than the feature map at a small --input
             first = (str(e).splitlines() or [type(e).__name__])[0][:160]
             raise PoseReproError(f"{name} cannot run at --input {input} (batch {batches}): {first}") from None
@@ -69,7 +77,7 @@ def bench(
 
     t = Table(title=f"bench {input} on {device} ({rows[0]['precision'] if rows else ''}), torch {torch.__version__}")
     for c in ("model", "batch", "params (M)", "paper", "GFLOPs fvcore", "GFLOPs paper-conv.", "paper", "Δ",
-              "FPS", "ms (median ± IQR)", "peak MB"):
+              "FPS", "ms (median ± IQR)", "peak MB", "train img/s"):
         t.add_column(c, justify="left" if c == "model" else "right")
     for r in rows:
         t.add_row(
@@ -79,7 +87,7 @@ def bench(
             _num(r["gflops_rel_diff"] and 100 * r["gflops_rel_diff"], "+.1f") + ("%" if r["gflops_rel_diff"] else ""),
             _num(r["fps"], ".1f"),
             "" if r["latency_ms_median"] is None else f"{r['latency_ms_median']:.1f} ± {r['latency_ms_iqr']:.1f}",
-            _num(r["peak_mem_mb"], ".0f"),
+            _num(r["peak_mem_mb"], ".0f"), _num(r["train_images_per_s"], ".2f"),
         )
     console.print(t)
     console.print(f"wrote {path}")

@@ -73,7 +73,7 @@ def eval_cmd(
     ann: Annotated[Path | None, typer.Option(help="Annotation file (overrides the recipe's split).")] = None,
     images: Annotated[Path | None, typer.Option(help="Image directory for --ann.")] = None,
     results: Annotated[Path | None, typer.Option(help="Score this COCO keypoint results JSON against --ann.")] = None,
-    backend: Annotated[str | None, typer.Option(help="pycocotools | xtcocotools.")] = None,
+    backend: Annotated[str | None, typer.Option(help="pycocotools | xtcocotools | faster-coco-eval.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Recipe override section.key=value.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Where predictions go (default: the run dir).")] = None,
@@ -157,8 +157,8 @@ def _score_file(results: Path, ann: Path | None, backend: str, json_out: Path | 
 
     if ann is None:
         raise PoseReproError("--results needs --ann GT.json (the COCO keypoint annotation file to score against)")
-    if backend not in ("pycocotools", "xtcocotools"):
-        raise PoseReproError(f"unknown backend {backend!r}: use pycocotools or xtcocotools")
+    if backend not in ("pycocotools", "xtcocotools", "faster-coco-eval"):
+        raise PoseReproError(f"unknown backend {backend!r}: use pycocotools, xtcocotools or faster-coco-eval")
     metrics = evaluate_keypoints(ann, results, backend=backend)  # type: ignore[arg-type]
     console.print(metrics_table(f"{results.name} vs {ann.name}", [(backend, metrics)]))
     if json_out:

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from ..errors import DataError
 from ..families import EvalData, ProgressFn, family_of
 from ..recipes import Recipe
-from .build import resolve_device, with_device
+from .build import resolve_device, to_channels_last, with_device
 
 #: the metric validation during training follows, per dataset, and its name in ``log.jsonl``
 VAL_METRIC = {"mpii": ("PCKh@0.5/Mean", "val/PCKh")}
@@ -53,6 +53,8 @@ def evaluate(
     loader = DataLoader(data.dataset, batch_size=recipe.eval.batch_size, shuffle=False,
                         num_workers=recipe.data.workers, collate_fn=getattr(data.dataset, "collate", None))
     model.to(dev)
+    if recipe.train.channels_last:  # the layout the model trains in (convolutions faster on CPU and GPU)
+        to_channels_last(model)
     pred = family.predict(model, loader, recipe, flip, dev, progress)
     if recipe.data.dataset == "mpii":
         if pred.crops is None:

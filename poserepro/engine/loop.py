@@ -84,6 +84,31 @@ def load_initial_weights(model: nn.Module, weights: str) -> str:
     return init_model(model, weights)
 
 
+def train_step(
+    model: nn.Module, family: ModelFamily, criterion: Criterion, batch: dict[str, Any],
+    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, recipe: Recipe, device: torch.device,
+    params: list[nn.Parameter], where: str = "",
+) -> tuple[float, dict[str, float]]:
+    """One optimisation step on a batch already on ``device``: channels-last input (``train.channels_last``),
+    forward under autocast, loss, backward, clip, optimiser step. Returns the loss and its named parts.
+    ``poserepro bench --train`` times exactly this function."""
+    if recipe.train.channels_last:
+        batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+    with amp_context(device, recipe.train.amp):
+        outputs = family.forward(model, batch, train=True)
+    loss, parts = criterion(outputs, batch)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {float(loss)}{' at ' + where if where else ''}; lower optim.lr")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if recipe.optim.clip_grad_norm:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(params, recipe.optim.clip_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    return float(loss.detach()), parts
+
+
 def train_one_epoch(
     model: nn.Module, family: ModelFamily, criterion: Criterion, loader: DataLoader, optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler, recipe: Recipe, device: torch.device, epoch: int, steps: int, lr: float,
@@ -101,21 +126,9 @@ def train_one_epoch(
         batch = to_device(batch, device)
         if device_transform is not None:
             batch = device_transform(batch)
-        if recipe.train.channels_last:
-            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
-        with amp_context(device, recipe.train.amp):
-            outputs = family.forward(model, batch, train=True)
-        loss, parts = criterion(outputs, batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch} step {step}; lower optim.lr")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if recipe.optim.clip_grad_norm:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(params, recipe.optim.clip_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        stats.add(float(loss.detach()), parts or {}, batch["image"].shape[0] * world)
+        loss, parts = train_step(model, family, criterion, batch, optimizer, scaler, recipe, device, params,
+                                 f"epoch {epoch} step {step}")
+        stats.add(loss, parts or {}, batch["image"].shape[0] * world)
         if progress and dist.is_main():
             progress({"epoch": epoch, "epochs": recipe.schedule.epochs, "step": step + 1, "steps": steps,
                       "loss": stats.loss, "lr": lr, "ips": stats.images / max(time.perf_counter() - t0, 1e-9)})
@@ -246,6 +259,8 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False, progress: P
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=getattr(model, "find_unused_parameters", False),
         )
+    if recipe.train.compile:  # the training forward only; checkpoints keep the plain module's state dict
+        ddp_model = torch.compile(ddp_model)
     criterion = family.criterion(recipe, model, device)
 
     if dist.is_main():

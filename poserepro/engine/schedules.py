@@ -26,15 +26,30 @@ def param_groups(model: nn.Module, cfg: OptimCfg, lr: float) -> list[dict]:
     return [{"params": ps, "lr": g, "initial_lr": g} for g, ps in groups.items()]
 
 
-def build_optimizer(model: nn.Module, cfg: OptimCfg, global_batch: int = 1) -> torch.optim.Optimizer:
-    """Adam / AdamW / SGD over :func:`param_groups`; the linear scaling rule when ``scale_lr_by_batch`` is set."""
+def fused_supported(groups: list[dict]) -> bool:
+    """Whether the fused (one kernel for all parameters) optimiser step applies: every parameter a floating-point
+    tensor on CPU or CUDA. On CPU the default step loops over parameters in Python, one small kernel per
+    operation; the fused step gives the same update up to float rounding."""
+    params = [p for g in groups for p in g["params"]]
+    return bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+
+
+def build_optimizer(
+    model: nn.Module, cfg: OptimCfg, global_batch: int = 1, fused: bool | None = None
+) -> torch.optim.Optimizer:
+    """Adam / AdamW / SGD over :func:`param_groups`; the linear scaling rule when ``scale_lr_by_batch`` is set.
+
+    ``fused=None`` uses the fused step wherever :func:`fused_supported` says it applies (build the optimiser
+    after moving the model to its device); ``False`` keeps PyTorch's default per-parameter loop.
+    """
     lr = cfg.lr * (global_batch / cfg.scale_lr_by_batch if cfg.scale_lr_by_batch else 1.0)
     groups = param_groups(model, cfg, lr)
+    kw = {"fused": True} if (fused is None and fused_supported(groups)) or fused else {}
     if cfg.name == "adam":
-        return torch.optim.Adam(groups, lr=lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=lr, weight_decay=cfg.weight_decay, **kw)
     if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay, **kw)
+    return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **kw)
 
 
 def lr_factor(epoch: int, cfg: ScheduleCfg, base_lr: float) -> float:

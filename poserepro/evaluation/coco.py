@@ -1,4 +1,9 @@
-"""COCO keypoint evaluation (OKS AP / AR) with pycocotools or xtcocotools, with input validation.
+"""COCO keypoint evaluation (OKS AP / AR) with pycocotools, xtcocotools or faster-coco-eval, with input validation.
+
+``faster-coco-eval`` (the ``fast-eval`` extra) runs the same COCOeval algorithm in C++; on the fixtures its ten
+numbers equal pycocotools' (``tests/test_eval_coco_fast.py``). Its trap: setting ``params.useSegm`` — HRNet's
+``useSegm = None`` idiom, harmless in pycocotools — silently switches it to *box IoU*; :func:`check_oks` refuses
+an evaluator whose ``iouType`` is not ``"keypoints"`` before and after it runs.
 
 Results are COCO keypoint results ``{image_id, category_id, keypoints: [x, y, s] * K, score}``. They must
 not carry ``bbox``: ``loadRes`` would then take its box branch and derive each result's area from the box
@@ -24,7 +29,8 @@ from poserepro.io import atomic_write_text, read_json
 
 METRIC_NAMES: tuple[str, ...] = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 
-Backend = Literal["pycocotools", "xtcocotools"]
+Backend = Literal["pycocotools", "xtcocotools", "faster-coco-eval"]
+BACKENDS: tuple[str, ...] = ("pycocotools", "xtcocotools", "faster-coco-eval")
 
 _RESULT_KEYS = ("image_id", "category_id", "keypoints", "score")
 _ANN_KEYS = ("id", "image_id", "category_id", "keypoints", "num_keypoints", "area", "bbox")
@@ -35,9 +41,27 @@ def _coco_class(backend: Backend) -> type:
         from pycocotools.coco import COCO
     elif backend == "xtcocotools":
         from xtcocotools.coco import COCO
+    elif backend == "faster-coco-eval":
+        try:
+            from faster_coco_eval import COCO
+        except ImportError:
+            raise DataError("eval.backend=faster-coco-eval needs the package: pip install 'poserepro[fast-eval]'"
+                            ) from None
     else:
-        raise ValueError(f"unknown COCO backend {backend!r}; expected pycocotools or xtcocotools")
+        raise ValueError(f"unknown COCO backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     return COCO
+
+
+def check_oks(evaluator: Any) -> None:
+    """Raise unless ``evaluator`` scores keypoints by OKS (``params.iouType == "keypoints"``).
+
+    faster-coco-eval turns ``params.useSegm = None`` (HRNet's COCOeval idiom) into ``iouType = "bbox"``: the
+    keypoint results would be matched by the IoU of boxes derived from their extent, with plausible-looking APs.
+    """
+    kind = getattr(evaluator.params, "iouType", None)
+    if kind != "keypoints":
+        raise RuntimeError(f"COCO evaluator set to iouType={kind!r}: keypoints must be scored by OKS "
+                           "(do not set params.useSegm)")
 
 
 def _validate_annotations(data: Any, p: Path) -> None:
@@ -70,6 +94,8 @@ def load_coco(ann_file: str | Path, backend: Backend = "pycocotools", quiet: boo
     with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext():
         if backend == "xtcocotools":
             coco = cls(str(p), ann_data=data)
+        elif backend == "faster-coco-eval":
+            coco = cls(data)
         else:
             coco = cls()
             coco.dataset = data
@@ -160,8 +186,9 @@ def evaluate_keypoints(
         ann_file: COCO keypoint annotation file.
         results: results JSON path or list of result dicts (not modified; ``bbox`` and extra keys are
             ignored).
-        backend: ``"pycocotools"`` or ``"xtcocotools"`` (the latter gets ``sigmas`` in its constructor and
-            ``use_area=True``, i.e. the same numbers as pycocotools).
+        backend: ``"pycocotools"``, ``"xtcocotools"`` (gets ``sigmas`` in its constructor and
+            ``use_area=True``, i.e. the same numbers as pycocotools) or ``"faster-coco-eval"`` (the same numbers,
+            faster; checked to score by OKS, see :func:`check_oks`).
         sigmas: (K,) OKS sigmas; default the library's COCO sigmas (required when K != 17).
         quiet: suppress the libraries' printing (otherwise the usual summary is printed).
 
@@ -173,8 +200,8 @@ def evaluate_keypoints(
         count different from the annotation file's, non-finite values, or image / category ids not in the
         annotation file.
     """
-    if backend not in ("pycocotools", "xtcocotools"):
-        raise DataError(f"unknown evaluation backend {backend!r}; use pycocotools or xtcocotools")
+    if backend not in BACKENDS:
+        raise DataError(f"unknown evaluation backend {backend!r}; use {', '.join(BACKENDS)}")
     coco_gt = load_coco(ann_file, backend=backend, quiet=quiet)
     raw = _load_results(results)
     clean = _clean_results(raw, coco_gt)
@@ -196,15 +223,22 @@ def evaluate_keypoints(
             from xtcocotools.cocoeval import COCOeval as XEval
 
             ev = XEval(coco_gt, coco_dt, "keypoints", sigmas=sig, use_area=True)
+        elif backend == "faster-coco-eval":
+            from faster_coco_eval import COCOeval_faster
+
+            ev = COCOeval_faster(coco_gt, coco_dt, iouType="keypoints", print_function=print,
+                                 kpt_oks_sigmas=None if sig is None else sig.tolist())
         else:
             from pycocotools.cocoeval import COCOeval
 
             ev = COCOeval(coco_gt, coco_dt, "keypoints")
             if sig is not None:
                 ev.params.kpt_oks_sigmas = sig
+        check_oks(ev)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
+        check_oks(ev)
     return {name: float(v) for name, v in zip(METRIC_NAMES, ev.stats[: len(METRIC_NAMES)])}
 
 

@@ -32,7 +32,7 @@ class FrozenBatchNorm2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = self.weight * (self.running_var + self.eps).rsqrt()
         bias = self.bias - self.running_mean * scale
-        return x * scale[None, :, None, None] + bias[None, :, None, None]
+        return torch.addcmul(bias[None, :, None, None], x, scale[None, :, None, None])  # one pass over x
 
 
 def batch_norm(momentum: float = 0.1) -> NormFactory:

@@ -3,6 +3,14 @@
 The fast path calls :func:`torch.nn.functional.scaled_dot_product_attention` and never materialises the
 attention matrix. Attention maps are computed only when ``need_weights=True`` (explaining / dependency areas).
 Tensors are batch-first: ``(B, L, d)``.
+
+Training with attention dropout on CPU: SDPA has no fused kernel for dropout there and falls back to its math
+path (scale q and k, "safe" softmax with its ``-inf`` checks, ``dropout``, matmul), which is slower than the
+official ``nn.MultiheadAttention``. :func:`attention_with_dropout` computes the same thing in fewer passes over
+the ``(B, h, L, L)`` matrix: one scale on ``q``, a plain softmax (no fully masked rows here), the dropout mask
+drawn exactly as ``F.dropout`` draws it (``bernoulli_(1 - p)`` on a tensor of the attention's shape, so the random
+stream and the mask are the same) and its ``1 / (1 - p)`` applied to the ``(B, h, L, d_h)`` output instead of the
+matrix. Results equal the SDPA math path up to float rounding (``tests/test_train_speed.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +18,25 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def attention_with_dropout(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float, mask: torch.Tensor | None = None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """``dropout(softmax(q·kᵀ·scale [masked]), p) · v`` for ``q (…, Lq, d_h)``, ``k, v (…, Lk, d_h)``.
+
+    ``mask`` is boolean, broadcastable to ``(…, Lq, Lk)``, ``True`` where attending is allowed (SDPA's
+    convention); every query row must keep at least one key. ``scale`` defaults to ``d_h ** -0.5``.
+    """
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    logits = (q * scale) @ k.transpose(-2, -1)
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    attn = logits.softmax(dim=-1)
+    # the draw F.dropout makes (the CPU kernel draws the same numbers for any dtype), kept as a bool mask
+    keep = torch.empty_like(attn, dtype=torch.bool).bernoulli_(1.0 - p)
+    return (torch.where(keep, attn, 0.0) @ v) * (1.0 / (1.0 - p))
 
 
 class MultiheadAttention(nn.Module):
@@ -28,6 +55,8 @@ class MultiheadAttention(nn.Module):
         self.d_model = d_model
         self.num_heads = num_heads
         self.dropout = dropout
+        #: training with dropout on CPU: :func:`attention_with_dropout` instead of SDPA's math path
+        self.fast_dropout = True
         self.in_proj_weight = nn.Parameter(torch.empty(3 * d_model, d_model))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * d_model))
         self.out_proj = nn.Linear(d_model, d_model)
@@ -82,6 +111,8 @@ class MultiheadAttention(nn.Module):
             attn = logits.softmax(dim=-1)
             weights = attn.mean(dim=1) if average_attn_weights else attn
             out = F.dropout(attn, p) @ v
+        elif p > 0.0 and q.device.type == "cpu" and self.fast_dropout:
+            out = attention_with_dropout(q, k, v, p, mask)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         out = out.transpose(1, 2).reshape(bsz, lq, d)
