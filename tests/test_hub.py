@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,7 +17,7 @@ from poserepro.errors import CheckpointError
 from poserepro.weights.catalogue import CATALOGUE, MIRROR_ENV
 from poserepro.weights.hub import hub_model, released_models
 
-from .conftest import FIXTURES, REPO
+from .conftest import FIXTURES, REPO, serve_directory
 
 MANIFEST = FIXTURES / "official-state-dict-keys" / "tp_r_256x192_enc4_d256_h1024_mh8.keys.json"
 ENTRY = CATALOGUE["tp_r_256x192_enc4_d256_h1024_mh8"]
@@ -57,18 +54,8 @@ def release_host(tmp_path: Path) -> Iterator[tuple[str, dict[str, torch.Tensor]]
     dest = root / re.sub(r"^https?://[^/]+/", "", ENTRY.url or "")
     dest.parent.mkdir(parents=True)
     torch.save(state, dest)
-    handler = partial(SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serve_directory(root) as url:
+        yield url, state
 
 
 def test_hub_pretrained_from_local_mirror(release_host: tuple[str, dict[str, torch.Tensor]], tmp_path: Path,

@@ -14,10 +14,7 @@ import fnmatch
 import hashlib
 import json
 import re
-import threading
 from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -34,7 +31,7 @@ from poserepro.weights import catalogue as cat
 from poserepro.weights.init import catalogue_rows, init_model, resolve_init, used_by
 from poserepro.weights.keymaps import HRNET_S_LAYERS
 
-from .conftest import FIXTURES, tiny_overrides
+from .conftest import FIXTURES, serve_directory, tiny_overrides
 
 MANIFESTS = FIXTURES / "official-state-dict-keys"
 pytestmark = pytest.mark.skipif(not MANIFESTS.is_dir(), reason="official key manifests not available")
@@ -121,18 +118,8 @@ def host(fakes: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> It
             dest = root / re.sub(r"^https?://[^/]+/", "", url)
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.symlink_to(path)
-    handler = partial(SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", root
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serve_directory(root) as url:
+        yield url, root
 
 
 @pytest.fixture(scope="module")

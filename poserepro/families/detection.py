@@ -22,7 +22,7 @@ from ..evaluation.boxes import evaluate_boxes
 from ..io import atomic_write_text
 from ..models.person_detr import box_results
 from ..recipes import Recipe
-from .base import Criterion, Predictions, ProgressFn, register_family
+from .base import Predictions, ProgressFn, register_family
 from .whole_image import WholeImageInputs
 
 
@@ -36,9 +36,6 @@ class DetectionFamily(WholeImageInputs):
 
     def forward(self, model: nn.Module, batch: dict[str, Any], train: bool) -> Any:
         return model(batch["image"], mask=batch.get("mask"))
-
-    def criterion(self, recipe: Recipe, model: nn.Module, device: torch.device) -> Criterion:
-        return lambda outputs, batch: model.loss(outputs, batch["targets"])
 
     @torch.no_grad()
     def predict(self, model: nn.Module, loader: DataLoader, recipe: Recipe, flip: bool, device: torch.device,

@@ -52,6 +52,10 @@ class WholeImageInputs(ModelFamily):
         gt = Path(ann_file) if ann_file else files.ann_file
         return EvalData(ds, gt, files.has_gt if ann_file is None else True, files, len(ds))
 
+    def criterion(self, recipe: Recipe, model: nn.Module, device: torch.device) -> Criterion:
+        """The model owns its loss (matching included): ``model.loss(outputs, targets)``."""
+        return lambda outputs, batch: model.loss(outputs, batch["targets"])
+
 
 @register_family
 class WholeImageFamily(WholeImageInputs):
@@ -67,9 +71,6 @@ class WholeImageFamily(WholeImageInputs):
     def forward(self, model: nn.Module, batch: dict[str, Any], train: bool) -> Any:
         mask = batch.get("mask")
         return model(batch["image"], batch["targets"], mask=mask) if train else model(batch["image"], mask=mask)
-
-    def criterion(self, recipe: Recipe, model: nn.Module, device: torch.device) -> Criterion:
-        return lambda outputs, batch: model.loss(outputs, batch["targets"])
 
     @torch.no_grad()
     def predict(self, model: nn.Module, loader: DataLoader, recipe: Recipe, flip: bool, device: torch.device,

@@ -52,8 +52,9 @@ def _btranspose_depth_width() -> Sweep:
                  "BTranspose Table 4: C3A1(4)-Dino with N 4 / 6 encoder layers and base / Large widths "
                  "(76.4 / 76.3 / 76.7 AP, all DINO-pretrained)",
                  "btranspose-c3a1-4h", "btranspose-smoke", cells,
-                 notes="Trained from random init until DINO lands; smoke: 2 / 3 layers, widths 16-24-32-32 / "
-                       "16-32-64-64.")
+                 notes="Trained from random init (model.init=null) against the paper's DINO values, so that depth and "
+                       "width are compared without a pretraining per cell (the DINO effect is btranspose-init's); "
+                       "smoke: 2 / 3 layers, widths 16-24-32-32 / 16-32-64-64.")
 
 
 def _btranspose_loss() -> Sweep:
