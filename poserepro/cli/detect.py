@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import PoseReproError
+from ..io import check_writable
 from .common import console, handle_errors, results_dir, runs_root
 from .evaluate import metrics_table, resolve_target, resolve_weights
 
@@ -40,6 +41,8 @@ def detect_cmd(
 
     if split not in ("val", "test-dev", "train"):
         raise PoseReproError(f"unknown split {split!r}: use val, test-dev or train")
+    if out is not None:
+        check_writable(out, "--out")
     if top_k is not None and top_k < 1:
         raise PoseReproError(f"--top-k must be at least 1, got {top_k}")
     rec, run = resolve_target(target)

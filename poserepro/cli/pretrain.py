@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from ..errors import PoseReproError
+from ..io import check_writable
 from .common import App, console, runs_root
 from .train import progress_bar
 
@@ -50,7 +51,8 @@ def dino_cmd(
             raise PoseReproError(f"nothing to resume: no run of {rec.name!r} under {runs_root() / 'pretrain'}")
     if resume and not (run_dir / "checkpoint.pth").is_file():
         raise PoseReproError(f"nothing to resume in {run_dir}: it holds no checkpoint.pth; start without --resume")
-    run_dir = run_dir or runs_root() / "pretrain" / rec.name / time.strftime("%Y%m%d-%H%M%S")
+    run_dir = check_writable(run_dir or runs_root() / "pretrain" / rec.name / time.strftime("%Y%m%d-%H%M%S"),
+                             "--run-dir", folder=True)
     main = os.environ.get("RANK", "0") == "0"
     if not main:
         pretrain_dino(rec, run_dir, resume=resume)
