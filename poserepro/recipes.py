@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -397,9 +398,10 @@ _RANGES: tuple[tuple[str, Any, str], ...] = (
 )
 
 
-def check_ranges(recipe: Recipe) -> None:
-    """Raise a one-line :class:`RecipeError` for the first value outside its range (see ``_RANGES``)."""
-    for key, ok, what in _RANGES:
+def check_ranges(recipe: Any, ranges: tuple[tuple[str, Callable[[Any], bool], str], ...] | None = None) -> None:
+    """Raise a one-line :class:`RecipeError` for the first ``section.field`` value of ``recipe`` outside its range
+    (``ranges``: ``(key, test, what it must be)``; default the pose recipes' ``_RANGES``)."""
+    for key, ok, what in _RANGES if ranges is None else ranges:
         section, field_name = key.split(".")
         value = getattr(getattr(recipe, section), field_name)
         if not ok(value):

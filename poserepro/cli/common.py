@@ -131,6 +131,21 @@ def new_run_dir(recipe_name: str) -> Path:
     return d
 
 
+def run_dir_for(run_dir: Path | None, resume: bool, latest: Callable[[], Path | None], fresh: Callable[[], Path],
+                where: str) -> Path:
+    """The run directory of ``train`` / ``pretrain``: ``--run-dir``, or with ``--resume`` the ``latest`` run (which
+    must hold a checkpoint), or a ``fresh`` one; checked writable before any work starts."""
+    from ..io import check_writable
+
+    if resume and run_dir is None:
+        run_dir = latest()
+        if run_dir is None:
+            raise PoseReproError(f"nothing to resume: no run under {where}; start without --resume")
+    if resume and not (run_dir / "checkpoint.pth").is_file():
+        raise PoseReproError(f"nothing to resume in {run_dir}: it holds no checkpoint.pth; start without --resume")
+    return check_writable(run_dir or fresh(), "--run-dir", folder=True)
+
+
 def latest_run(recipe_name: str | None = None) -> Path | None:
     """The most recently modified run directory holding a ``checkpoint.pth`` (of ``recipe_name`` if given)."""
     root = runs_root()

@@ -10,9 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..errors import PoseReproError
-from ..io import check_writable
-from .common import App, console, runs_root
+from .common import App, console, run_dir_for, runs_root
 from .train import progress_bar
 
 app = App(help="Self-supervised pretraining of pose-model backbones (DINO).", no_args_is_help=True)
@@ -45,14 +43,9 @@ def dino_cmd(
     from ..pretrain.train import pretrain_dino
 
     rec = load_pretrain_recipe(recipe, set_ or [])
-    if resume and run_dir is None:
-        run_dir = _latest(rec.name)
-        if run_dir is None:
-            raise PoseReproError(f"nothing to resume: no run of {rec.name!r} under {runs_root() / 'pretrain'}")
-    if resume and not (run_dir / "checkpoint.pth").is_file():
-        raise PoseReproError(f"nothing to resume in {run_dir}: it holds no checkpoint.pth; start without --resume")
-    run_dir = check_writable(run_dir or runs_root() / "pretrain" / rec.name / time.strftime("%Y%m%d-%H%M%S"),
-                             "--run-dir", folder=True)
+    run_dir = run_dir_for(run_dir, resume, lambda: _latest(rec.name),
+                          lambda: runs_root() / "pretrain" / rec.name / time.strftime("%Y%m%d-%H%M%S"),
+                          f"{runs_root() / 'pretrain' / rec.name}")
     main = os.environ.get("RANK", "0") == "0"
     if not main:
         pretrain_dino(rec, run_dir, resume=resume)

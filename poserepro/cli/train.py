@@ -10,10 +10,9 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import PoseReproError
-from ..io import check_writable
 from ..recipes import load_recipe
 from ..weights.catalogue import MIRROR_ENV
-from .common import console, handle_errors, latest_run, new_run_dir
+from .common import console, handle_errors, latest_run, new_run_dir, run_dir_for, runs_root
 
 
 def progress_bar() -> Progress:
@@ -67,13 +66,8 @@ def train_cmd(
     if mirror:
         os.environ[MIRROR_ENV] = mirror  # read by the downloader in this process and in torchrun's workers
     rec = load_recipe(recipe, set_ or [])
-    if resume and run_dir is None:
-        run_dir = latest_run(rec.name)
-        if run_dir is None:
-            raise PoseReproError(f"nothing to resume: no run of {rec.name!r} under runs/; start without --resume")
-    if resume and not (run_dir / "checkpoint.pth").is_file():
-        raise PoseReproError(f"nothing to resume in {run_dir}: it holds no checkpoint.pth; start without --resume")
-    run_dir = check_writable(run_dir or new_run_dir(rec.name), "--run-dir", folder=True)
+    run_dir = run_dir_for(run_dir, resume, lambda: latest_run(rec.name), lambda: new_run_dir(rec.name),
+                          f"{runs_root() / rec.name}")
     main = os.environ.get("RANK", "0") == "0"
     if main:
         console.print(f"[bold]train[/] {rec.name} ({rec.model.name}) → {run_dir}")

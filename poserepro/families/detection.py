@@ -16,13 +16,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ..evaluation.boxes import evaluate_boxes
 from ..io import atomic_write_text
 from ..models.person_detr import box_results
 from ..recipes import Recipe
-from .base import Predictions, ProgressFn, register_family
+from .base import register_family
 from .whole_image import WholeImageInputs
 
 
@@ -37,18 +36,9 @@ class DetectionFamily(WholeImageInputs):
     def forward(self, model: nn.Module, batch: dict[str, Any], train: bool) -> Any:
         return model(batch["image"], mask=batch.get("mask"))
 
-    @torch.no_grad()
-    def predict(self, model: nn.Module, loader: DataLoader, recipe: Recipe, flip: bool, device: torch.device,
-                progress: ProgressFn | None = None) -> Predictions:
-        model.eval()
-        results: list[dict] = []
-        for step, batch in enumerate(loader):
-            mask = batch["mask"].to(device) if "mask" in batch else None
-            out = model(batch["image"].to(device), mask=mask)
-            results += box_results(out, batch["image_id"], batch["orig_size"])
-            if progress:
-                progress({"step": step + 1, "steps": len(loader)})
-        return Predictions(results)
+    def image_results(self, model: nn.Module, images: torch.Tensor, mask: torch.Tensor | None,
+                      batch: dict[str, Any], recipe: Recipe) -> list[dict]:
+        return box_results(model(images, mask=mask), batch["image_id"], batch["orig_size"])
 
     def write_results(self, path: Path, results: list[dict]) -> Path:
         atomic_write_text(path, json.dumps(results))

@@ -56,6 +56,23 @@ class WholeImageInputs(ModelFamily):
         """The model owns its loss (matching included): ``model.loss(outputs, targets)``."""
         return lambda outputs, batch: model.loss(outputs, batch["targets"])
 
+    def image_results(self, model: nn.Module, images: torch.Tensor, mask: torch.Tensor | None,
+                      batch: dict[str, Any], recipe: Recipe) -> list[dict]:
+        """COCO result dicts of one batch of whole images (padding ``mask`` or ``None``)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, loader: DataLoader, recipe: Recipe, flip: bool, device: torch.device,
+                progress: ProgressFn | None = None) -> Predictions:
+        model.eval()
+        results: list[dict] = []
+        for step, batch in enumerate(loader):
+            mask = batch["mask"].to(device) if "mask" in batch else None
+            results += self.image_results(model, batch["image"].to(device), mask, batch, recipe)
+            if progress:
+                progress({"step": step + 1, "steps": len(loader)})
+        return Predictions(results)
+
 
 @register_family
 class WholeImageFamily(WholeImageInputs):
@@ -72,18 +89,10 @@ class WholeImageFamily(WholeImageInputs):
         mask = batch.get("mask")
         return model(batch["image"], batch["targets"], mask=mask) if train else model(batch["image"], mask=mask)
 
-    @torch.no_grad()
-    def predict(self, model: nn.Module, loader: DataLoader, recipe: Recipe, flip: bool, device: torch.device,
-                progress: ProgressFn | None = None) -> Predictions:
-        model.eval()
-        results: list[dict] = []
-        for step, batch in enumerate(loader):
-            mask = batch["mask"].to(device) if "mask" in batch else None
-            results += predict_image_results(model, batch["image"].to(device), batch["image_id"],
-                                             batch["orig_size"], in_vis_thre=recipe.eval.in_vis_thre, mask=mask)
-            if progress:
-                progress({"step": step + 1, "steps": len(loader)})
-        return Predictions(results)
+    def image_results(self, model: nn.Module, images: torch.Tensor, mask: torch.Tensor | None,
+                      batch: dict[str, Any], recipe: Recipe) -> list[dict]:
+        return predict_image_results(model, images, batch["image_id"], batch["orig_size"],
+                                     in_vis_thre=recipe.eval.in_vis_thre, mask=mask)
 
     def results_tag(self, use_gt_boxes: bool | None, flip: bool) -> str:
         return "e2e"

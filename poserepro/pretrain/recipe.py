@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import RecipeError, UnknownNameError, suggest
-from ..recipes import RECIPE_DIR, _build, _deep_merge, _plain, _read_yaml, apply_overrides
+from ..recipes import RECIPE_DIR, _build, _deep_merge, _plain, _read_yaml, apply_overrides, check_ranges
 
 PRETRAIN_DIR = RECIPE_DIR / "pretrain"
 
@@ -156,11 +156,7 @@ _RANGES: tuple[tuple[str, Any, str], ...] = (
 
 def check(recipe: PretrainRecipe) -> None:
     """Range checks, and the combinations that cannot run."""
-    for key, ok, what in _RANGES:
-        section, name = key.split(".")
-        value = getattr(getattr(recipe, section), name)
-        if not ok(value):
-            raise RecipeError(f"{key} must be {what}, got {value!r}")
+    check_ranges(recipe, _RANGES)
     if recipe.model.pool == "flatten" and recipe.data.local_crops:
         raise RecipeError("model.pool=flatten needs one crop size: set data.local_crops=0 (as BTranspose's fork)")
     if recipe.optim.warmup_epochs > recipe.train.epochs:
