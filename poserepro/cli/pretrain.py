@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from .common import App, console, run_dir_for, runs_root
-from .train import progress_bar
+from .train import epoch_progress
 
 app = App(help="Self-supervised pretraining of pose-model backbones (DINO).", no_args_is_help=True)
 
@@ -51,16 +51,9 @@ def dino_cmd(
         pretrain_dino(rec, run_dir, resume=resume)
         return
     console.print(f"[bold]pretrain dino[/] {rec.name} ({rec.model.name} backbone) → {run_dir}")
-    with progress_bar() as bar:
-        task = bar.add_task("pretrain", total=rec.train.epochs, info="")
-
-        def cb(s: dict) -> None:
-            info = f"loss {s['loss']:.4f}  entropy {s['entropy']:.3f}  lr {s['lr']:.2e}  step {s['step']}/{s['steps']}"
-            bar.update(task, completed=s["epoch"] + s["step"] / s["steps"], info=info,
-                       description=f"epoch {s['epoch'] + 1}/{s['epochs']}")
-
+    with epoch_progress("pretrain", rec.train.epochs, lambda s: f"loss {s['loss']:.4f}  entropy "
+                        f"{s['entropy']:.3f}  lr {s['lr']:.2e}  step {s['step']}/{s['steps']}") as cb:
         res = pretrain_dino(rec, run_dir, resume=resume, progress=cb)
-        bar.update(task, completed=rec.train.epochs)
     last = res.last
     if "knn" in last:
         console.print(f"k-NN ({rec.probe.label}) {last['knn']:.4f} vs random init {res.knn_init:.4f} "

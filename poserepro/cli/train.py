@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +26,21 @@ def progress_bar() -> Progress:
     )
 
 
+@contextmanager
+def epoch_progress(name: str, epochs: int, info: Callable[[dict], str]) -> Iterator[Callable[[dict], None]]:
+    """A progress bar over ``epochs`` (fractional by step); yields the callback a training loop calls with its
+    ``{epoch, epochs, step, steps, ...}`` state (``info`` turns the state into the bar's text)."""
+    with progress_bar() as bar:
+        task = bar.add_task(name, total=epochs, info="")
+
+        def cb(s: dict) -> None:
+            bar.update(task, completed=s["epoch"] + s["step"] / s["steps"], info=info(s),
+                       description=f"epoch {s['epoch'] + 1}/{s['epochs']}")
+
+        yield cb
+        bar.update(task, completed=epochs)
+
+
 def run_training(recipe, run_dir: Path, resume: bool, weights: str | None = None):  # noqa: ANN001, ANN201
     """Train with a progress bar (rank 0 only under torchrun); returns :class:`~poserepro.engine.loop.TrainResult`."""
     import os
@@ -32,17 +49,9 @@ def run_training(recipe, run_dir: Path, resume: bool, weights: str | None = None
 
     if os.environ.get("RANK", "0") != "0":
         return train(recipe, run_dir, resume=resume, progress=None, init_weights=weights)
-    with progress_bar() as bar:
-        task = bar.add_task("train", total=recipe.schedule.epochs, info="")
-
-        def cb(s: dict) -> None:
-            info = f"loss {s['loss']:.5f}  lr {s['lr']:.2e}  {s['ips']:.0f} img/s  step {s['step']}/{s['steps']}"
-            bar.update(task, completed=s["epoch"] + s["step"] / s["steps"], info=info,
-                       description=f"epoch {s['epoch'] + 1}/{s['epochs']}")
-
-        result = train(recipe, run_dir, resume=resume, progress=cb, init_weights=weights)
-        bar.update(task, completed=recipe.schedule.epochs)
-    return result
+    with epoch_progress("train", recipe.schedule.epochs, lambda s: f"loss {s['loss']:.5f}  lr {s['lr']:.2e}  "
+                        f"{s['ips']:.0f} img/s  step {s['step']}/{s['steps']}") as cb:
+        return train(recipe, run_dir, resume=resume, progress=cb, init_weights=weights)
 
 
 @handle_errors
