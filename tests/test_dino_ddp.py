@@ -173,17 +173,23 @@ def _cli(args: list[str], over: list[str], torchrun: bool) -> subprocess.Complet
     return proc
 
 
-def test_torchrun_pretraining_writes_on_rank0_splits_the_batch_and_resumes_in_one_process(tmp_path: Path) -> None:
+def test_torchrun_pretraining_writes_on_rank0_splits_the_batch_and_resumes_in_one_process(
+        tiny_synth: Path, tmp_path: Path) -> None:
     from poserepro.cli.pretrain import published_backbone
 
     folder = _images(tmp_path / "imgs", 16)
     run = tmp_path / "run"
-    proc = _cli(["--run-dir", str(run)], _tiny(folder, batch=4, epochs=1), torchrun=True)
+    # the k-NN probe on the tiny synthetic set: rank 0 alone runs it (the teacher's synchronised BatchNorm in eval
+    # mode there) while rank 1 waits
+    probe = ["probe.enabled=true", f"probe.root={tiny_synth}", "probe.synth_images=24", "probe.synth_val_images=8",
+             "probe.synth_seed=3"]
+    proc = _cli(["--run-dir", str(run)], [*_tiny(folder, batch=4, epochs=1), *probe], torchrun=True)
     assert proc.stdout.count("pretrain dino") == 1 and proc.stdout.count("done: 1 epochs") == 1   # rank 0 prints
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pth", "log.jsonl", "meta.json", "recipe.yaml",
                                                     "teacher_backbone.pth"]
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert len(log) == 1 and log[0]["steps"] == 2          # one writer; 16 images / (2 ranks x 4)
+    assert 0.0 <= log[0]["knn"] <= 1.0 and 0.0 <= log[0]["knn_init"] <= 1.0 and proc.stdout.count("k-NN") == 1
     # cosine over 2 iterations without warm-up, peak 5e-4 x global batch 8 / 256: the last is (peak + min) / 2
     assert log[0]["lr"] == pytest.approx((5e-4 * 8 / 256 + 1e-6) / 2)
     assert json.loads((run / "meta.json").read_text())["world_size"] == 2
@@ -192,10 +198,11 @@ def test_torchrun_pretraining_writes_on_rank0_splits_the_batch_and_resumes_in_on
     assert not any(k.startswith("module.") for k in state["student"])   # the unwrapped student
     assert torch.load(published_backbone(RECIPE), weights_only=True)["epochs"] == 1
 
-    proc = _cli(["--run-dir", str(run), "--resume"], _tiny(folder, batch=4, epochs=2), torchrun=False)
+    proc = _cli(["--run-dir", str(run), "--resume"], [*_tiny(folder, batch=4, epochs=2), *probe], torchrun=False)
     assert "done: 2 epochs" in proc.stdout
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [0, 1] and log[1]["steps"] == 2 * log[0]["steps"] == 4
+    assert log[1]["knn_init"] == log[0]["knn_init"]     # the random-init probe, carried by the checkpoint
     # epoch 1 = iterations 4..7 of a 2-epoch cosine at the single process' batch 4: the last is iteration 7
     peak = 5e-4 * 4 / 256
     assert log[1]["lr"] == pytest.approx(1e-6 + 0.5 * (peak - 1e-6) * (1 + np.cos(np.pi * 7 / 8)))
