@@ -381,8 +381,9 @@ def run_one(key: str, batch: int, modes: list[str], repeats: int, warmup: int) -
 KEY = ("model", "mode", "batch")
 
 
-def write(path: Path, rows: list[dict]) -> None:
-    """Merge ``rows`` into ``path`` (same model / mode / batch replaced), under a lock (parallel runs)."""
+def write(path: Path, rows: list[dict], key_fields: tuple[str, ...] = KEY) -> None:
+    """Merge ``rows`` into ``path`` (rows with the same ``key_fields``, by default model / mode / batch, replaced),
+    under a lock (parallel runs)."""
     from poserepro.io import atomic_write_text, locked
 
     with locked(path):
@@ -390,8 +391,8 @@ def write(path: Path, rows: list[dict]) -> None:
         if path.is_file():
             with open(path, newline="") as fh:
                 old = [r for r in csv.DictReader(fh) if "mode" in r]
-        keys = {tuple(str(r[k]) for k in KEY) for r in rows}
-        merged = [r for r in old if tuple(r[k] for k in KEY) not in keys] + rows
+        keys = {tuple(str(r[k]) for k in key_fields) for r in rows}
+        merged = [r for r in old if tuple(r.get(k, "") for k in key_fields) not in keys] + rows
         merged.sort(key=lambda r: (list(MODELS).index(r["model"]) if r["model"] in MODELS else 99, r["mode"],
                                    int(r["batch"])))
         buf = io.StringIO()

@@ -179,6 +179,9 @@ def test_btranspose_mhsa_matches_released_semantics() -> None:
     ref = torch.autograd.grad(_official_btranspose_mhsa(mod, xg).square().sum(), (xg, mod.pos_w))
     for g, r in zip(grads, ref):
         torch.testing.assert_close(g, r)
+    mod.fused_kernel = False  # SDPA's math path (what scripts/speed_attribution.py times against)
+    torch.testing.assert_close(mod(x), _official_btranspose_mhsa(mod, x))
+    mod.fused_kernel = True
     mod.keep_attention = True
     torch.testing.assert_close(mod(x), _official_btranspose_mhsa(mod, x))
     # unseen grid: per-axis tables resized, still runs

@@ -87,6 +87,8 @@ class GridMHSA(nn.Module):
         self.grid = (int(grid[0]), int(grid[1]))
         self.keep_attention = False
         self.last_attn: torch.Tensor | None = None
+        #: pad v so that q/k and v of unequal head width still reach SDPA's fused kernel (off: its math path)
+        self.fused_kernel = True
         self.query = nn.Conv2d(dim, dim, 1)
         self.key = nn.Conv2d(dim, dim, 1)
         self.value = nn.Conv2d(dim, dim, 1)
@@ -105,7 +107,7 @@ class GridMHSA(nn.Module):
             attn = (logits if bias is None else logits + bias).softmax(dim=-1)
             self.last_attn = attn.mean(dim=1).detach()
             out = attn @ v
-        elif q.shape[-1] != v.shape[-1] and not torch.jit.is_tracing():
+        elif q.shape[-1] != v.shape[-1] and self.fused_kernel and not torch.jit.is_tracing():
             # SDPA's fused (flash) CPU kernel needs one head width for q, k and v, else it takes the slow math
             # path; zero columns of v give zero output columns, sliced off (the same numbers). Not when traced
             # (fvcore's FLOP count): the model's FLOPs are those of the attention, not of the padding
