@@ -17,9 +17,9 @@ from poserepro.errors import RecipeError
 from poserepro.models.registry import create_model
 from poserepro.pretrain.augment import MultiCropAugment, solarize
 from poserepro.pretrain.head import DINOHead
-from poserepro.pretrain.knn import knn_classify
+from poserepro.pretrain.knn import bn_calibrated, knn_classify
 from poserepro.pretrain.loss import DINOLoss, teacher_temp_schedule
-from poserepro.pretrain.multicrop import MultiCropWrapper, resolution_groups
+from poserepro.pretrain.multicrop import MultiCropWrapper, feature_dim, pool_features, resolution_groups
 from poserepro.pretrain.optim import cancel_last_layer_grads, clip_gradients, cosine_schedule
 from poserepro.pretrain.recipe import list_pretrain_recipes, load_pretrain_recipe
 from poserepro.pretrain.train import pretrain_dino
@@ -134,6 +134,28 @@ def test_multicrop_one_backbone_pass_per_resolution_group() -> None:
     torch.testing.assert_close(out, single)
 
 
+def test_grid_pooling_by_hand_and_same_size_for_every_crop_resolution() -> None:
+    # one channel, a 4 x 6 map holding 0..23 row-major; grid (gw 3, gh 2): six 2 x 2 cells, row-major
+    fmap = torch.arange(24.0).reshape(1, 1, 4, 6)
+    cells = pool_features(fmap, "grid", (3, 2))
+    assert cells.tolist() == [[3.5, 5.5, 7.5, 15.5, 17.5, 19.5]]   # e.g. (0 + 1 + 6 + 7) / 4 = 3.5
+    assert pool_features(fmap, "avg").tolist() == [[11.5]] and pool_features(fmap, "flatten").shape == (1, 24)
+    # two channels: channel-major (all cells of channel 0, then channel 1), like flatten
+    two = torch.cat([fmap, -fmap], dim=1)
+    assert pool_features(two, "grid", (3, 2)).tolist() == [[3.5, 5.5, 7.5, 15.5, 17.5, 19.5,
+                                                            -3.5, -5.5, -7.5, -15.5, -17.5, -19.5]]
+    # the grid makes global and local crops the same feature size (flatten cannot: it needs one crop size)
+    bb = _Counting()
+    assert feature_dim(bb, (24, 32), "grid", (3, 4)) == 4 * 12 == feature_dim(bb, (12, 16), "grid", (3, 4))
+    wrap = MultiCropWrapper(bb, nn.Linear(48, 6), "grid", (3, 4))
+    crops = [torch.randn(2, 3, 32, 24)] * 2 + [torch.randn(2, 3, 16, 12)] * 2
+    assert wrap(crops).shape == (8, 6) and wrap.backbone_features(crops).shape == (8, 48)
+    rec = load_pretrain_recipe("btranspose-smoke-dino", ["model.pool=grid", "model.grid=[2, 3]", "data.local_crops=2"])
+    assert (rec.model.pool, rec.model.grid) == ("grid", (2, 3))
+    with pytest.raises(RecipeError, match="model.grid must be"):
+        load_pretrain_recipe("btranspose-smoke-dino", ["model.pool=grid", "model.grid=[0, 3]"])
+
+
 def test_augmentation_shapes_solarize_and_determinism() -> None:
     img = np.random.default_rng(0).integers(0, 256, (60, 40, 3), dtype=np.uint8)
     aug = MultiCropAugment((24, 32), (0.14, 1.0), 3, (12, 12), (0.05, 0.4))
@@ -152,6 +174,22 @@ def test_knn_weighted_vote_by_hand() -> None:
     # k = 3: two label-0 neighbours at similarity ~0.2-0.3 vs one label-1 at ~0.98: exp(s / 0.07) favours label 1
     assert knn_classify(bank, labels, q[:1], k=3, temperature=0.07).tolist() == [1]
     assert knn_classify(bank, labels, q[:1], k=3, temperature=100.0).tolist() == [0]  # ~ a plain majority
+
+
+def test_bn_calibrated_reestimates_statistics_only_on_a_copy() -> None:
+    # a fresh BatchNorm holds mean 0 / variance 1; the calibrated copy holds the batches' statistics, weights equal
+    net = nn.Sequential(nn.Conv2d(1, 2, 1, bias=False), nn.BatchNorm2d(2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([1.0, -2.0]).view(2, 1, 1, 1))
+    x1, x2 = torch.full((1, 1, 2, 2), 1.0), torch.full((1, 1, 2, 2), 3.0)
+    x1[0, 0, 0, 0] = 3.0  # batch 1: values 3, 1, 1, 1 (mean 1.5, unbiased variance 1); batch 2: all 3 (variance 0)
+    cal = bn_calibrated(net, [x1, x2])
+    assert not cal.training and cal is not net and net.training
+    # cumulative average of the two batches, channel 1 scaled by -2: means (1.5 + 3) / 2, variances (1 + 0) / 2
+    torch.testing.assert_close(cal[1].running_mean, torch.tensor([2.25, -4.5]))
+    torch.testing.assert_close(cal[1].running_var, torch.tensor([0.5, 2.0]))
+    assert torch.equal(net[1].running_mean, torch.zeros(2)) and torch.equal(net[1].running_var, torch.ones(2))
+    assert torch.equal(cal[0].weight, net[0].weight) and net[1].momentum == 0.1
 
 
 # --------------------------------------------------------------------------------------------------- recipes
