@@ -190,6 +190,12 @@ def test_bn_calibrated_reestimates_statistics_only_on_a_copy() -> None:
     torch.testing.assert_close(cal[1].running_var, torch.tensor([0.5, 2.0]))
     assert torch.equal(net[1].running_mean, torch.zeros(2)) and torch.equal(net[1].running_var, torch.ones(2))
     assert torch.equal(cal[0].weight, net[0].weight) and net[1].momentum == 0.1
+    # a SyncBatchNorm (the student under torchrun) becomes a local one in the copy: same statistics, no sync
+    synced = nn.Sequential(net[0], nn.SyncBatchNorm(2))
+    cal2 = bn_calibrated(synced, [x1, x2])
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in cal2.modules())
+    assert isinstance(synced[1], nn.SyncBatchNorm)
+    torch.testing.assert_close(cal2[1].running_var, torch.tensor([0.5, 2.0]))
 
 
 # --------------------------------------------------------------------------------------------------- recipes
