@@ -173,6 +173,12 @@ def test_btranspose_mhsa_matches_released_semantics() -> None:
     mod = BTransposeMHSA(32, (6, 4), heads=4).double()
     x = torch.randn(2, 32, 6, 4, dtype=torch.float64)
     torch.testing.assert_close(mod(x), _official_btranspose_mhsa(mod, x))
+    # the fused path (v zero-padded to the doubled q/k width) also gives the released gradients
+    xg = x.clone().requires_grad_(True)
+    grads = torch.autograd.grad(mod(xg).square().sum(), (xg, mod.pos_w))
+    ref = torch.autograd.grad(_official_btranspose_mhsa(mod, xg).square().sum(), (xg, mod.pos_w))
+    for g, r in zip(grads, ref):
+        torch.testing.assert_close(g, r)
     mod.keep_attention = True
     torch.testing.assert_close(mod(x), _official_btranspose_mhsa(mod, x))
     # unseen grid: per-axis tables resized, still runs

@@ -28,8 +28,10 @@ EXPECTED = {
     "btranspose-depth-width", "btranspose-loss", "tfpose-q2q", "tfpose-channels", "tfpose-decoder-layers",
     "tfpose-aux", "prtr-queries", "prtr-inference", "prtr-input-size",
 }
-#: the cell trained per sweep in CI (default: the last cell that runs at smoke scale)
-CELL_FOR = {"resolution": "learnable-test512x384", "btranspose-init": "c2a1-random"}
+#: the cell trained per sweep in CI (default: the last cell that runs at smoke scale); never a DINO cell there:
+#: its pretraining takes minutes (tests/test_dino_sweeps.py checks those cells' plan and backbone loading)
+CELL_FOR = {"resolution": "learnable-test512x384", "btranspose-init": "c2a1-random",
+            "btranspose-heads": "c3a1-8h-random", "btranspose-depth-width": "n4-large"}
 
 
 def _cell(sweep: Sweep) -> str:

