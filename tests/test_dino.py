@@ -3,6 +3,7 @@ facebookresearch/dino's behaviour (FACTS §2), and the loop end to end on a tiny
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -191,11 +192,13 @@ def test_bn_calibrated_reestimates_statistics_only_on_a_copy() -> None:
     assert torch.equal(net[1].running_mean, torch.zeros(2)) and torch.equal(net[1].running_var, torch.ones(2))
     assert torch.equal(cal[0].weight, net[0].weight) and net[1].momentum == 0.1
     # a SyncBatchNorm (the student under torchrun) becomes a local one in the copy: same statistics, no sync
-    synced = nn.Sequential(net[0], nn.SyncBatchNorm(2))
-    cal2 = bn_calibrated(synced, [x1, x2])
-    assert not any(isinstance(m, nn.SyncBatchNorm) for m in cal2.modules())
-    assert isinstance(synced[1], nn.SyncBatchNorm)
-    torch.testing.assert_close(cal2[1].running_var, torch.tensor([0.5, 2.0]))
+    from poserepro.engine.dist import GlooSyncBatchNorm, convert_sync_batchnorm
+
+    for synced in (nn.Sequential(net[0], nn.SyncBatchNorm(2)), convert_sync_batchnorm(copy.deepcopy(net), "cpu")):
+        cal2 = bn_calibrated(synced, [x1, x2])
+        assert not any(isinstance(m, (nn.SyncBatchNorm, GlooSyncBatchNorm)) for m in cal2.modules())
+        assert isinstance(synced[1], (nn.SyncBatchNorm, GlooSyncBatchNorm))
+        torch.testing.assert_close(cal2[1].running_var, torch.tensor([0.5, 2.0]))
 
 
 # --------------------------------------------------------------------------------------------------- recipes

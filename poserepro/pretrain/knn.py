@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.coco import IMAGENET_MEAN, IMAGENET_STD
+from ..engine.dist import GlooSyncBatchNorm
 from .data import labelled_persons, load_source, synthetic_root
 from .multicrop import Pool, pool_features
 from .recipe import ProbeCfg
@@ -113,10 +114,11 @@ class _LocalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 
 def _unsync(module: nn.Module) -> None:
-    """Replace every :class:`nn.SyncBatchNorm` below ``module`` by a :class:`_LocalBatchNorm` with its state: the
-    probe runs on rank 0 alone, where a synchronised forward would wait for the other ranks forever."""
+    """Replace every synchronised BatchNorm below ``module`` (``nn.SyncBatchNorm``, the CPU
+    :class:`~poserepro.engine.dist.GlooSyncBatchNorm`) by a :class:`_LocalBatchNorm` with its state: the probe
+    runs on rank 0 alone, where a synchronised forward would wait for the other ranks forever."""
     for name, child in module.named_children():
-        if isinstance(child, nn.SyncBatchNorm):
+        if isinstance(child, (nn.SyncBatchNorm, GlooSyncBatchNorm)):
             bn = _LocalBatchNorm(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
             bn.load_state_dict(child.state_dict())
             setattr(module, name, bn.to(next(child.buffers(), torch.empty(0)).device))
