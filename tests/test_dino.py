@@ -3,6 +3,7 @@ facebookresearch/dino's behaviour (FACTS §2), and the loop end to end on a tiny
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -17,9 +18,9 @@ from poserepro.errors import RecipeError
 from poserepro.models.registry import create_model
 from poserepro.pretrain.augment import MultiCropAugment, solarize
 from poserepro.pretrain.head import DINOHead
-from poserepro.pretrain.knn import knn_classify
+from poserepro.pretrain.knn import bn_calibrated, knn_classify
 from poserepro.pretrain.loss import DINOLoss, teacher_temp_schedule
-from poserepro.pretrain.multicrop import MultiCropWrapper, resolution_groups
+from poserepro.pretrain.multicrop import MultiCropWrapper, feature_dim, pool_features, resolution_groups
 from poserepro.pretrain.optim import cancel_last_layer_grads, clip_gradients, cosine_schedule
 from poserepro.pretrain.recipe import list_pretrain_recipes, load_pretrain_recipe
 from poserepro.pretrain.train import pretrain_dino
@@ -134,6 +135,28 @@ def test_multicrop_one_backbone_pass_per_resolution_group() -> None:
     torch.testing.assert_close(out, single)
 
 
+def test_grid_pooling_by_hand_and_same_size_for_every_crop_resolution() -> None:
+    # one channel, a 4 x 6 map holding 0..23 row-major; grid (gw 3, gh 2): six 2 x 2 cells, row-major
+    fmap = torch.arange(24.0).reshape(1, 1, 4, 6)
+    cells = pool_features(fmap, "grid", (3, 2))
+    assert cells.tolist() == [[3.5, 5.5, 7.5, 15.5, 17.5, 19.5]]   # e.g. (0 + 1 + 6 + 7) / 4 = 3.5
+    assert pool_features(fmap, "avg").tolist() == [[11.5]] and pool_features(fmap, "flatten").shape == (1, 24)
+    # two channels: channel-major (all cells of channel 0, then channel 1), like flatten
+    two = torch.cat([fmap, -fmap], dim=1)
+    assert pool_features(two, "grid", (3, 2)).tolist() == [[3.5, 5.5, 7.5, 15.5, 17.5, 19.5,
+                                                            -3.5, -5.5, -7.5, -15.5, -17.5, -19.5]]
+    # the grid makes global and local crops the same feature size (flatten cannot: it needs one crop size)
+    bb = _Counting()
+    assert feature_dim(bb, (24, 32), "grid", (3, 4)) == 4 * 12 == feature_dim(bb, (12, 16), "grid", (3, 4))
+    wrap = MultiCropWrapper(bb, nn.Linear(48, 6), "grid", (3, 4))
+    crops = [torch.randn(2, 3, 32, 24)] * 2 + [torch.randn(2, 3, 16, 12)] * 2
+    assert wrap(crops).shape == (8, 6) and wrap.backbone_features(crops).shape == (8, 48)
+    rec = load_pretrain_recipe("btranspose-smoke-dino", ["model.pool=grid", "model.grid=[2, 3]", "data.local_crops=2"])
+    assert (rec.model.pool, rec.model.grid) == ("grid", (2, 3))
+    with pytest.raises(RecipeError, match="model.grid must be"):
+        load_pretrain_recipe("btranspose-smoke-dino", ["model.pool=grid", "model.grid=[0, 3]"])
+
+
 def test_augmentation_shapes_solarize_and_determinism() -> None:
     img = np.random.default_rng(0).integers(0, 256, (60, 40, 3), dtype=np.uint8)
     aug = MultiCropAugment((24, 32), (0.14, 1.0), 3, (12, 12), (0.05, 0.4))
@@ -152,6 +175,30 @@ def test_knn_weighted_vote_by_hand() -> None:
     # k = 3: two label-0 neighbours at similarity ~0.2-0.3 vs one label-1 at ~0.98: exp(s / 0.07) favours label 1
     assert knn_classify(bank, labels, q[:1], k=3, temperature=0.07).tolist() == [1]
     assert knn_classify(bank, labels, q[:1], k=3, temperature=100.0).tolist() == [0]  # ~ a plain majority
+
+
+def test_bn_calibrated_reestimates_statistics_only_on_a_copy() -> None:
+    # a fresh BatchNorm holds mean 0 / variance 1; the calibrated copy holds the batches' statistics, weights equal
+    net = nn.Sequential(nn.Conv2d(1, 2, 1, bias=False), nn.BatchNorm2d(2))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([1.0, -2.0]).view(2, 1, 1, 1))
+    x1, x2 = torch.full((1, 1, 2, 2), 1.0), torch.full((1, 1, 2, 2), 3.0)
+    x1[0, 0, 0, 0] = 3.0  # batch 1: values 3, 1, 1, 1 (mean 1.5, unbiased variance 1); batch 2: all 3 (variance 0)
+    cal = bn_calibrated(net, [x1, x2])
+    assert not cal.training and cal is not net and net.training
+    # cumulative average of the two batches, channel 1 scaled by -2: means (1.5 + 3) / 2, variances (1 + 0) / 2
+    torch.testing.assert_close(cal[1].running_mean, torch.tensor([2.25, -4.5]))
+    torch.testing.assert_close(cal[1].running_var, torch.tensor([0.5, 2.0]))
+    assert torch.equal(net[1].running_mean, torch.zeros(2)) and torch.equal(net[1].running_var, torch.ones(2))
+    assert torch.equal(cal[0].weight, net[0].weight) and net[1].momentum == 0.1
+    # a SyncBatchNorm (the student under torchrun) becomes a local one in the copy: same statistics, no sync
+    from poserepro.engine.dist import GlooSyncBatchNorm, convert_sync_batchnorm
+
+    for synced in (nn.Sequential(net[0], nn.SyncBatchNorm(2)), convert_sync_batchnorm(copy.deepcopy(net), "cpu")):
+        cal2 = bn_calibrated(synced, [x1, x2])
+        assert not any(isinstance(m, (nn.SyncBatchNorm, GlooSyncBatchNorm)) for m in cal2.modules())
+        assert isinstance(synced[1], (nn.SyncBatchNorm, GlooSyncBatchNorm))
+        torch.testing.assert_close(cal2[1].running_var, torch.tensor([0.5, 2.0]))
 
 
 # --------------------------------------------------------------------------------------------------- recipes
@@ -213,6 +260,22 @@ def test_resume_mid_schedule_is_bitwise_the_uninterrupted_run(folder: Path, tmp_
     # the teacher moved away from the student (EMA, not a copy), and the center left 0
     assert not torch.equal(a["teacher"]["head.mlp.0.weight"], a["student"]["head.mlp.0.weight"])
     assert float(a["dino_loss"]["center"].abs().sum()) > 0
+
+
+def test_global_crop_batches_for_the_bn_calibration(folder: Path) -> None:
+    from poserepro.pretrain.data import multicrop_dataset
+    from poserepro.pretrain.train import global_crop_batches
+
+    rec = _tiny(folder)
+    ds = multicrop_dataset(rec.data, rec.train.seed)
+    ds.set_epoch(2)
+    batches = list(global_crop_batches(ds, 3, 5, torch.device("cpu")))
+    # 8 images in batches of 3: 3 batches (3, 3, 2) however many are asked for; both global crops of each
+    assert [tuple(b.shape) for b in batches] == [(6, 3, 32, 32), (6, 3, 32, 32), (4, 3, 32, 32)]
+    assert ds.epoch == 2  # the epoch the loop set is restored
+    ds.set_epoch(0)
+    assert torch.equal(batches[2][1], ds[7][0]) and torch.equal(batches[2][3], ds[7][1])
+    assert len(list(global_crop_batches(ds, 3, 1, torch.device("cpu")))) == 1
 
 
 def test_last_layer_frozen_during_the_first_epoch(folder: Path, tmp_path: Path) -> None:
@@ -286,20 +349,24 @@ GUARD = ["data.synth_images=200", "data.synth_val_images=50", "train.epochs=2", 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("planted", [None, "loss.center_momentum=1.0", "loss.momentum_teacher=0.0"],
-                         ids=["honest", "no-centering", "teacher-momentum-0"])
+@pytest.mark.parametrize("planted", [None, "loss.center_momentum=1.0", "loss.momentum_teacher=0.0",
+                                     "loss.teacher_temp=0.1 loss.warmup_teacher_temp=0.1"],
+                         ids=["honest", "no-centering", "teacher-momentum-0", "no-sharpening"])
 def test_ci_guard_smoke_pretraining_does_not_collapse(planted: str | None, tmp_path_factory: pytest.TempPathFactory,
                                                      tmp_path: Path) -> None:
     """The pretraining path's CI guard, on the collapse monitor: after 2 epochs of the smoke pretraining the
     teacher's mean entropy must sit between the one-hot collapse (0) and the uniform one (log K = 8.32), at least
-    5.0 nats and at most log K - 0.5. Measured (README "DINO pretraining"): honest 5.72 (KL 1.70); a planted
-    bug fails it: no centering (center momentum 1) 3.54, teacher momentum 0 (teacher = student) 0.003.
+    3.5 nats and at most log K - 0.5. Measured (README "DINO pretraining"): honest 4.50 (KL 2.97); a planted bug
+    fails it: no centering (center momentum 1) 2.06, teacher momentum 0 (teacher = student) 0.0003 (one-hot),
+    no sharpening (teacher temperature = the student's 0.1) 8.13 (uniform).
     The k-NN probe is not the guard: at this budget it does not separate the honest run from the planted ones
-    (README), so a k-NN margin would be a coin toss."""
-    root = tmp_path_factory.getbasetemp() / "guard-synthetic"  # one set for the three runs
-    rec = load_pretrain_recipe("btranspose-smoke-dino", [f"data.root={root}", *GUARD, *([planted] if planted else [])])
+    (README: honest 0.354, no centering 0.355, teacher momentum 0 0.352, no sharpening 0.352 against 0.324 for
+    the random-init backbone), so a k-NN margin would pass every one of these bugs."""
+    root = tmp_path_factory.getbasetemp() / "guard-synthetic"  # one set for the runs
+    rec = load_pretrain_recipe("btranspose-smoke-dino", [f"data.root={root}", *GUARD,
+                                                         *(planted.split() if planted else [])])
     last = pretrain_dino(rec, tmp_path / "run").last
-    ok = 5.0 <= last["teacher_entropy"] <= last["max_entropy"] - 0.5
+    ok = 3.5 <= last["teacher_entropy"] <= last["max_entropy"] - 0.5
     assert ok == (planted is None), (planted, last["teacher_entropy"], last["kl"])
 
 

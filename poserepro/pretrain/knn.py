@@ -4,11 +4,17 @@ Features of the backbone (eval mode, pooled as in pretraining) are L2-normalised
 most cosine-similar bank features and votes for their labels with weight ``exp(similarity / T)``; accuracy = top-1.
 On the synthetic benchmark the labels are the generator's per-person pose class (standing, walking, arms raised,
 sitting, crouching) or view (front, side, back): train-split persons are the bank, val-split persons the queries.
+
+The random-init baseline must be probed with BatchNorm statistics of the data (:func:`bn_calibrated`): a fresh
+backbone's running statistics are the defaults (mean 0, variance 1), while a trained teacher's come from its
+training batches, and re-estimating them alone, without changing a weight, moves the probe (README).
 """
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.coco import IMAGENET_MEAN, IMAGENET_STD
+from ..engine.dist import GlooSyncBatchNorm
 from .data import labelled_persons, load_source, synthetic_root
 from .multicrop import Pool, pool_features
 from .recipe import ProbeCfg
@@ -87,21 +94,60 @@ def build_probe_set(cfg: ProbeCfg, size: tuple[int, int]) -> ProbeSet:
 
 
 @torch.no_grad()
-def extract(backbone: nn.Module, views: LabelledViews, pool: Pool, device: torch.device) -> torch.Tensor:
+def extract(backbone: nn.Module, views: LabelledViews, pool: Pool, device: torch.device,
+            grid: tuple[int, int] = (2, 2)) -> torch.Tensor:
     """L2-normalised features ``(N, D)`` of ``views`` (backbone in eval mode, restored after)."""
     was = backbone.training
     backbone.eval()
     try:
-        feats = [pool_features(backbone(x.to(device)), pool).float().cpu() for x in views.batches()]
+        feats = [pool_features(backbone(x.to(device)), pool, grid).float().cpu() for x in views.batches()]
     finally:
         backbone.train(was)
     return F.normalize(torch.cat(feats), dim=1)
 
 
+class _LocalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """A BatchNorm of any input rank that never synchronises (a SyncBatchNorm's stand-in in a rank-0-only copy)."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:  # noqa: A002 (torch's name)
+        return None
+
+
+def _unsync(module: nn.Module) -> None:
+    """Replace every synchronised BatchNorm below ``module`` (``nn.SyncBatchNorm``, the CPU
+    :class:`~poserepro.engine.dist.GlooSyncBatchNorm`) by a :class:`_LocalBatchNorm` with its state: the probe
+    runs on rank 0 alone, where a synchronised forward would wait for the other ranks forever."""
+    for name, child in module.named_children():
+        if isinstance(child, (nn.SyncBatchNorm, GlooSyncBatchNorm)):
+            bn = _LocalBatchNorm(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            bn.load_state_dict(child.state_dict())
+            setattr(module, name, bn.to(next(child.buffers(), torch.empty(0)).device))
+        else:
+            _unsync(child)
+
+
+@torch.no_grad()
+def bn_calibrated(backbone: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
+    """A copy of ``backbone`` (in eval mode) whose BatchNorm running statistics are re-estimated from ``batches``
+    (forward passes in training mode, cumulative average over the batches); weights unchanged, ``backbone``
+    untouched. SyncBatchNorm layers become local ones in the copy (the probe runs on one rank)."""
+    out = copy.deepcopy(backbone)
+    _unsync(out)
+    for m in out.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average: every batch weighs the same
+    out.train()
+    for x in batches:
+        out(x)
+    return out.eval()
+
+
 def knn_accuracy(backbone: nn.Module, probe: ProbeSet, pool: Pool, device: torch.device, k: int = 20,
-                 temperature: float = 0.07) -> float:
-    """Top-1 accuracy of the weighted k-NN vote of ``backbone``'s features on ``probe``."""
-    bank = extract(backbone, probe.bank, pool, device)
-    queries = extract(backbone, probe.queries, pool, device)
+                 temperature: float = 0.07, grid: tuple[int, int] = (2, 2)) -> float:
+    """Top-1 accuracy of the weighted k-NN vote of ``backbone``'s features (pooled by ``pool`` / ``grid``, as in
+    pretraining) on ``probe``."""
+    bank = extract(backbone, probe.bank, pool, device, grid)
+    queries = extract(backbone, probe.queries, pool, device, grid)
     pred = knn_classify(bank, torch.from_numpy(probe.bank.labels), queries, k, temperature, len(probe.classes))
     return float((pred.numpy() == probe.queries.labels).mean())

@@ -2,8 +2,10 @@
 
 :func:`pose_backbone` builds a registered heatmap model and takes its CNN backbone (the module that
 ``model.init: dino:PATH`` later fills, :func:`poserepro.weights.keymaps.backbone_module`). Its last feature map
-is average-pooled to one vector per crop (``pool="avg"``, what DINO does for ResNet-50 with ``fc`` removed) or
-flattened (``pool="flatten"``: what BTranspose's fork feeds its head; it needs one crop size, i.e. no local crops).
+is average-pooled to one vector per crop (``pool="avg"``, what DINO does for ResNet-50 with ``fc`` removed),
+flattened (``pool="flatten"``: what BTranspose's fork feeds its head; it needs one crop size, i.e. no local crops),
+or average-pooled over a fixed ``grid`` of ``(gw, gh)`` cells and flattened (``pool="grid"``: the layout of the
+map kept at a coarse resolution, the same size for every crop resolution, so it works with local crops).
 
 :class:`MultiCropWrapper` runs the backbone once per group of consecutive crops of the same resolution,
 concatenates the features and runs the head once (facebookresearch/dino ``MultiCropWrapper``).
@@ -15,12 +17,13 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..models.registry import create_model
 from ..weights.keymaps import backbone_module
 
-Pool = Literal["avg", "flatten"]
+Pool = Literal["avg", "flatten", "grid"]
 
 
 def pose_backbone(model_name: str, model_args: dict[str, Any] | None = None,
@@ -37,22 +40,28 @@ def pose_backbone(model_name: str, model_args: dict[str, Any] | None = None,
     return backbone_module(model)
 
 
-def pool_features(out: Any, pool: Pool = "avg") -> torch.Tensor:
-    """A backbone's output (a feature map ``(B, C, h, w)`` or a list of them: the last is used) → ``(B, D)``."""
+def pool_features(out: Any, pool: Pool = "avg", grid: tuple[int, int] = (2, 2)) -> torch.Tensor:
+    """A backbone's output (a feature map ``(B, C, h, w)`` or a list of them: the last is used) → ``(B, D)``:
+    ``D = C`` (avg), ``C·h·w`` (flatten) or ``C·gh·gw`` (grid, ``grid = (gw, gh)``, channel-major as ``flatten``)."""
     if isinstance(out, (list, tuple)):
         out = out[-1]
     if out.dim() == 4:
-        return out.mean(dim=(2, 3)) if pool == "avg" else out.flatten(1)
+        if pool == "avg":
+            return out.mean(dim=(2, 3))
+        if pool == "grid":
+            return F.adaptive_avg_pool2d(out, (grid[1], grid[0])).flatten(1)
+        return out.flatten(1)
     return out.flatten(1)
 
 
 @torch.no_grad()
-def feature_dim(backbone: nn.Module, input_size: tuple[int, int], pool: Pool = "avg") -> int:
+def feature_dim(backbone: nn.Module, input_size: tuple[int, int], pool: Pool = "avg",
+                grid: tuple[int, int] = (2, 2)) -> int:
     """``D`` of :func:`pool_features` for crops of ``input_size`` ``(w, h)`` (one dummy forward, eval mode)."""
     was = backbone.training
     backbone.eval()
     try:
-        d = pool_features(backbone(torch.zeros(1, 3, input_size[1], input_size[0])), pool).shape[1]
+        d = pool_features(backbone(torch.zeros(1, 3, input_size[1], input_size[0])), pool, grid).shape[1]
     finally:
         backbone.train(was)
     return int(d)
@@ -74,14 +83,16 @@ class MultiCropWrapper(nn.Module):
     resolution group (:func:`resolution_groups`), pooled, concatenated, one head pass.
     ``backbone_features(crops)`` gives the pooled features ``(n·B, D)`` without the head (the k-NN probe)."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, pool: Pool = "avg") -> None:
+    def __init__(self, backbone: nn.Module, head: nn.Module, pool: Pool = "avg",
+                 grid: tuple[int, int] = (2, 2)) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.pool: Pool = pool
+        self.grid = tuple(grid)
 
     def backbone_features(self, crops: Sequence[torch.Tensor]) -> torch.Tensor:
-        feats = [pool_features(self.backbone(torch.cat(list(crops[a:b]))), self.pool)
+        feats = [pool_features(self.backbone(torch.cat(list(crops[a:b]))), self.pool, self.grid)
                  for a, b in resolution_groups(crops)]
         return torch.cat(feats)
 

@@ -24,7 +24,8 @@ class DinoModelCfg:
 
     name: str = "btranspose_c3a1_4h"     # a registered heatmap model; its backbone is the trunk
     args: dict[str, Any] = field(default_factory=dict)
-    pool: Literal["avg", "flatten"] = "avg"
+    pool: Literal["avg", "flatten", "grid"] = "avg"
+    grid: tuple[int, int] = (2, 2)       # pool=grid: (gw, gh) cells of the last feature map, flattened
     out_dim: int = 65536
     hidden_dim: int = 2048
     bottleneck_dim: int = 256
@@ -112,6 +113,8 @@ class ProbeCfg:
     size: tuple[int, int] = (0, 0)       # (w, h) of the probe view; (0, 0) = data.global_size
     max_bank: int | None = None
     max_queries: int | None = None
+    bn_batches: int = 10                 # knn_init: BatchNorm statistics of the random-init backbone re-estimated
+    #                                      on this many batches of global crops (0 = its default statistics)
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,9 @@ _RANGES: tuple[tuple[str, Any, str], ...] = (
     ("data.local_crops", lambda v: v >= 0, "0 or more"),
     ("data.workers", lambda v: v >= 0, "0 or more"),
     ("model.out_dim", lambda v: v >= 2, "at least 2"),
+    ("model.grid", lambda v: min(v) >= 1, "two cell counts (gw, gh), each at least 1"),
     ("probe.k", lambda v: v >= 1, "at least 1"),
+    ("probe.bn_batches", lambda v: v >= 0, "0 or more"),
 )
 
 

@@ -41,7 +41,7 @@ from ..engine.loop import _rng_state, _set_rng_state, _tidy_run_dir
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text
 from .data import MultiCropDataset, multicrop_dataset
 from .head import DINOHead
-from .knn import ProbeSet, build_probe_set, knn_accuracy
+from .knn import ProbeSet, bn_calibrated, build_probe_set, knn_accuracy
 from .loss import DINOLoss
 from .multicrop import MultiCropWrapper, feature_dim, pose_backbone
 from .optim import build_optimizer, cancel_last_layer_grads, clip_gradients, cosine_schedule, ema_update, param_groups
@@ -59,16 +59,17 @@ class PretrainResult:
     epochs: int                         # epochs done
     seconds: float
     last: dict[str, Any]                # the last log record
-    knn_init: float | None              # the probe at random init (the same backbone before training)
+    knn_init: float | None              # the probe at random init (the same backbone before training, its
+    #                                     BatchNorm statistics re-estimated on the data: probe.bn_batches)
 
 
 def build_student(recipe: PretrainRecipe) -> MultiCropWrapper:
     """The student: the pose model's backbone (at the global crop size) + :class:`DINOHead`."""
     m = recipe.model
     backbone = pose_backbone(m.name, m.args, tuple(recipe.data.global_size))
-    dim = feature_dim(backbone, tuple(recipe.data.global_size), m.pool)
+    dim = feature_dim(backbone, tuple(recipe.data.global_size), m.pool, tuple(m.grid))
     head = DINOHead(dim, m.out_dim, m.use_bn_in_head, m.norm_last_layer, m.nlayers, m.hidden_dim, m.bottleneck_dim)
-    return MultiCropWrapper(backbone, head, m.pool)
+    return MultiCropWrapper(backbone, head, m.pool, tuple(m.grid))
 
 
 def make_teacher(student: nn.Module) -> nn.Module:
@@ -103,16 +104,41 @@ def _schedules(recipe: PretrainRecipe, steps: int, world: int) -> dict[str, Any]
             "momentum": cosine_schedule(recipe.loss.momentum_teacher, 1.0, e, steps)}
 
 
-def _probe(recipe: PretrainRecipe, probe: ProbeSet | None, teacher: MultiCropWrapper,
+def _probe(recipe: PretrainRecipe, probe: ProbeSet | None, backbone: nn.Module,
            device: torch.device) -> float | None:
     if probe is None:
         return None
     states = _rng_state()  # the probe draws nothing, but keep training's streams untouched whatever it does
     try:
-        return knn_accuracy(teacher.backbone, probe, recipe.model.pool, device, recipe.probe.k,
-                            recipe.probe.temperature)
+        return knn_accuracy(backbone, probe, recipe.model.pool, device, recipe.probe.k,
+                            recipe.probe.temperature, tuple(recipe.model.grid))
     finally:
         _set_rng_state(states)
+
+
+def global_crop_batches(dataset: MultiCropDataset, batch_size: int, n: int, device: torch.device):  # noqa: ANN201
+    """The first ``n`` batches (samples in index order, epoch 0's crops) of both global crops, concatenated:
+    what the teacher sees, for :func:`bn_calibrated`. Draws only from the samples' own seeded streams."""
+    was = dataset.epoch
+    dataset.set_epoch(0)
+    try:
+        for b in range(min(n, math.ceil(len(dataset) / batch_size))):
+            crops = [dataset[i] for i in range(b * batch_size, min((b + 1) * batch_size, len(dataset)))]
+            yield torch.stack([c[0] for c in crops] + [c[1] for c in crops]).to(device)
+    finally:
+        dataset.set_epoch(was)
+
+
+def _probe_init(recipe: PretrainRecipe, probe: ProbeSet | None, teacher: MultiCropWrapper,
+                dataset: MultiCropDataset, device: torch.device) -> tuple[float | None, float | None]:
+    """(knn_init with the BatchNorm statistics re-estimated on the data, knn_init with the default ones)."""
+    if probe is None:
+        return None, None
+    raw = _probe(recipe, probe, teacher.backbone, device)
+    if not recipe.probe.bn_batches:
+        return raw, raw
+    batches = global_crop_batches(dataset, recipe.train.batch_size, recipe.probe.bn_batches, device)
+    return _probe(recipe, probe, bn_calibrated(teacher.backbone, batches), device), raw
 
 
 def pretrain_dino(recipe: PretrainRecipe, run_dir: str | Path, resume: bool = False,
@@ -160,7 +186,7 @@ def pretrain_dino(recipe: PretrainRecipe, run_dir: str | Path, resume: bool = Fa
     if recipe.probe.enabled and dist.is_main():
         size = tuple(recipe.probe.size) if min(recipe.probe.size) > 0 else tuple(recipe.data.global_size)
         probe = build_probe_set(recipe.probe, size)
-    start_epoch, knn_init = 0, None
+    start_epoch, knn_init, knn_init_raw = 0, None, None
     resumed = resume and ckpt_path.is_file()
     if resumed:
         state = load_checkpoint(ckpt_path)
@@ -170,10 +196,10 @@ def pretrain_dino(recipe: PretrainRecipe, run_dir: str | Path, resume: bool = Fa
         scaler.load_state_dict(state["scaler"])
         dino_loss.load_state_dict(state["dino_loss"])
         start_epoch = int(state["epoch"]) + 1
-        knn_init = state.get("knn_init")
+        knn_init, knn_init_raw = state.get("knn_init"), state.get("knn_init_raw")
         _set_rng_state(state["rng"])
     else:
-        knn_init = _probe(recipe, probe, teacher, device)
+        knn_init, knn_init_raw = _probe_init(recipe, probe, teacher, dataset, device)
     ddp_student: nn.Module = student
     if world > 1:
         ddp_student = nn.parallel.DistributedDataParallel(
@@ -189,7 +215,8 @@ def pretrain_dino(recipe: PretrainRecipe, run_dir: str | Path, resume: bool = Fa
             "recipe": recipe.name, "model": recipe.model.name, "world_size": world, **environment(),
             "student_params": sum(p.numel() for p in student.parameters()),
             "backbone_params": sum(p.numel() for p in student.backbone.parameters()),
-            "images": len(dataset), "knn_init": knn_init, "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            "images": len(dataset), "knn_init": knn_init, "knn_init_raw": knn_init_raw,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
     t0 = time.perf_counter()
     last: dict[str, Any] = {}
@@ -251,8 +278,9 @@ def pretrain_dino(recipe: PretrainRecipe, run_dir: str | Path, resume: bool = Fa
             "seconds": round(time.perf_counter() - te, 3)}
         every = recipe.probe.every
         if probe is not None and ((every and (epoch + 1) % every == 0) or epoch + 1 == epochs):
-            record["knn"] = _probe(recipe, probe, teacher, device)
+            record["knn"] = _probe(recipe, probe, teacher.backbone, device)
             record["knn_init"] = knn_init
+            record["knn_init_raw"] = knn_init_raw
             record["knn_majority"] = probe.majority
         if dist.is_main():
             with (run_dir / "log.jsonl").open("a") as f:
@@ -261,7 +289,8 @@ def pretrain_dino(recipe: PretrainRecipe, run_dir: str | Path, resume: bool = Fa
                 "student": student.state_dict(), "teacher": teacher.state_dict(),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                 "dino_loss": dino_loss.state_dict(), "epoch": epoch, "recipe": recipe.to_dict(),
-                "rng": _rng_state(), "world_size": world, "knn_init": knn_init})
+                "rng": _rng_state(), "world_size": world, "knn_init": knn_init,
+                "knn_init_raw": knn_init_raw})
         dist.barrier()
         last = record
     done = end if start_epoch < end else start_epoch
