@@ -11,7 +11,8 @@ Variants (interleaved in one process, order rotated every repeat, 2 threads; the
 * ``-mhsa_fused``: BTranspose's MHSA through SDPA's math path (q/k and v of unequal head width; BTranspose only);
 * ``official``: the official layer structure and training step of ``scripts/speed_official_vs_ours.py``.
 
-``slowdown`` is a variant's median time over ``all``'s (> 1: switching that change off costs time).
+``slowdown`` is a variant's median time over ``all``'s (> 1: switching that change off costs time);
+``slowdown_of_min`` the same for the fastest repeat (the least disturbed one on a shared machine).
 Usage: ``python scripts/speed_attribution.py --models tp_r_a4 bt_c3a1 --batch 8 --repeats 3``. Writes
 ``results/speed_attribution_cpu_torch<version>.csv`` (rows of the same model, mode, batch and variant replaced).
 """
@@ -137,6 +138,8 @@ def run(key: str, batch: int, modes: list[str], repeats: int, warmup: int) -> li
         w, c = statistics.median(wall[label]), statistics.median(cpu[label])
         rows.append({"model": key, "paper_name": official.MODELS[key][1], "mode": mode, "batch": batch,
                      "input_size": size, "variant": name, "ms": f"{w * 1e3:.1f}", "cpu_ms": f"{c * 1e3:.1f}",
+                     "ms_min": f"{min(wall[label]) * 1e3:.1f}",
+                     "slowdown_of_min": f"{min(wall[label]) / min(wall[f'{mode}/all']):.3f}",
                      "slowdown": f"{w / ref_w:.3f}", "cpu_slowdown": f"{c / ref_c:.3f}", "repeats": repeats,
                      "threads": torch.get_num_threads(), "load_avg_1m": f"{load:.2f}",
                      "hardware": hardware_name("cpu"), "torch": torch.__version__,
