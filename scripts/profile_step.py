@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -24,13 +26,37 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from speed_official_vs_ours import official_model, official_step  # noqa: E402
+
 from poserepro.bench.train_speed import synthetic_batch, train_recipe  # noqa: E402
 from poserepro.engine.build import build_model, to_channels_last  # noqa: E402
 from poserepro.engine.loop import train_step  # noqa: E402
 from poserepro.engine.schedules import build_optimizer  # noqa: E402
 from poserepro.families import family_of  # noqa: E402
 from poserepro.recipes import load_recipe  # noqa: E402
-from speed_official_vs_ours import official_model, official_step  # noqa: E402
+
+
+def step_fn(mode: str, official: bool, model: torch.nn.Module, base: torch.nn.Module, rec: Any,
+            data: dict[str, Any], batch: int) -> Callable[[], Any]:
+    """The closure profiled for ``mode`` (see the module docstring)."""
+    cpu = torch.device("cpu")
+    family = family_of(base)
+    if mode == "forward":
+        def forward() -> None:
+            with torch.no_grad():
+                model.eval()(data["image"])
+        return forward
+    if official:
+        return official_step(model, data, family.heatmap_output, rec, base)
+    opt = build_optimizer(model, rec.optim, batch)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    crit = family.criterion(rec, model, cpu)
+    params = list(model.parameters())
+
+    def train() -> None:
+        model.train()
+        train_step(model, family, crit, dict(data), opt, scaler, rec, cpu, params)
+    return train
 
 
 def main() -> None:
@@ -47,35 +73,18 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    cpu = torch.device("cpu")
     w0, h0 = load_recipe(a.recipe).data.input_size
     hw = (int(h0), int(w0))
     rec = train_recipe("", a.recipe, hw, channels_last=True)
     base = build_model(rec)
-    family = family_of(base)
-    data = synthetic_batch(base, a.batch, hw, cpu, family.heatmap_output)
+    data = synthetic_batch(base, a.batch, hw, torch.device("cpu"), family_of(base).heatmap_output)
     if a.official:
         model = official_model(base)
     else:
         model = copy.deepcopy(base)
         to_channels_last(model)
-    x = data["image"]
     for mode in a.modes:
-        if mode == "forward":
-            def fn() -> None:
-                with torch.no_grad():
-                    model.eval()(x)
-        elif a.official:
-            fn = official_step(model, data, family.heatmap_output, rec, base)  # type: ignore[assignment]
-        else:
-            opt = build_optimizer(model, rec.optim, a.batch)
-            scaler = torch.amp.GradScaler("cpu", enabled=False)
-            crit = family.criterion(rec, model, cpu)
-            params = list(model.parameters())
-
-            def fn() -> None:
-                model.train()
-                train_step(model, family, crit, dict(data), opt, scaler, rec, cpu, params)
+        fn = step_fn(mode, a.official, model, base, rec, data, a.batch)
         for _ in range(a.warmup):
             fn()
         with profile(activities=[ProfilerActivity.CPU]) as prof:

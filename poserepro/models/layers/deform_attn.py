@@ -6,6 +6,12 @@ semantics as the official CUDA kernel: a normalised location ``(x, y) ∈ [0, 1]
 ``(H_l, W_l)`` reads the feature map at pixel coordinates ``(x·W_l − 0.5, y·H_l − 0.5)`` (pixel centres at
 ``i + 0.5``), bilinearly, and values outside the map are zero.
 
+Three implementations of the sampling give the same values to float rounding (``tests/test_deform_attn.py``):
+Deformable DETR's per-level ``grid_sample`` core (:func:`ms_deform_attn_sample_per_level`, used for training and
+traced graphs), a gather of the four bilinear taps of every point from zero-bordered value maps with one
+``embedding_bag`` (:func:`ms_deform_attn_gather`, inference: no ``(B·H, d_h, Lq, L·P)`` samples tensor, no layout
+copies), and, for few queries, sampling before ``value_proj`` (:meth:`MSDeformAttn._sample_then_project`).
+
 Shapes: batch-first. ``spatial_shapes`` is a list of ``(H_l, W_l)`` python ints (no device sync); the flattened
 value sequence is the levels' row-major maps concatenated in that order.
 """
@@ -180,11 +186,12 @@ def ms_deform_attn_sample(
 
     Without gradients (inference) this is :func:`ms_deform_attn_gather`; when a gradient is needed it is
     :func:`ms_deform_attn_sample_per_level` (``grid_sample``'s backward is faster than ``embedding_bag``'s, which
-    sorts the millions of taps of an encoder layer). Both compute the same values to float rounding.
+    sorts the millions of taps of an encoder layer), and also while tracing (FLOP counts and exports see
+    Deformable DETR's ``grid_sample`` graph). Both compute the same values to float rounding.
     """
     needs_grad = torch.is_grad_enabled() and (
         value.requires_grad or sampling_locations.requires_grad or attention_weights.requires_grad)
-    if needs_grad:
+    if needs_grad or torch.jit.is_tracing():
         return ms_deform_attn_sample_per_level(value, spatial_shapes, sampling_locations, attention_weights)
     return ms_deform_attn_gather(value, spatial_shapes, sampling_locations, attention_weights)
 
@@ -258,6 +265,12 @@ class MSDeformAttn(nn.Module):
 
         Returns:
             ``(out (B, Lq, d), None | (locations, weights))``.
+
+        Three ways to the same values (float rounding apart): few queries against many value tokens (the decoder)
+        sample the unprojected values and project the samples (:meth:`_sample_then_project`); otherwise
+        ``value_proj`` runs over all tokens and the samples are gathered (:func:`gather_sample`) when no gradient
+        is needed, or taken by Deformable DETR's per-level ``grid_sample`` core when one is (its backward is the
+        faster one). Traced graphs always take the last (Deformable DETR's graph for FLOP counts and exports).
         """
         b, lq, _ = query.shape
         s = value.shape[1]
@@ -268,8 +281,11 @@ class MSDeformAttn(nn.Module):
             raise ValueError(f"reference_points must end in 2 or 4 values, got {reference_points.shape[-1]}")
         offsets = self.sampling_offsets(query).view(b, lq, h, lv, p, 2)
         weights = self.attention_weights(query).view(b, lq, h, lv * p).softmax(-1).view(b, lq, h, lv, p)
-        few_queries = padding_mask is None and lq * (h * lv * p * 4 + self.d_model) < s * self.d_model
-        grad = torch.is_grad_enabled() and (offsets.requires_grad or value.requires_grad)
+        # traced graphs (fvcore FLOP counts, TorchScript / ONNX export) keep Deformable DETR's computation
+        canonical = torch.jit.is_tracing()
+        few_queries = (not canonical and padding_mask is None
+                       and lq * (h * lv * p * 4 + self.d_model) < s * self.d_model)
+        grad = canonical or (torch.is_grad_enabled() and (offsets.requires_grad or value.requires_grad))
         locations = None
         if need_weights or (grad and not few_queries):
             locations = self._locations(reference_points, offsets, spatial_shapes)
