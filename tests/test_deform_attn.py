@@ -254,3 +254,18 @@ def test_module_paths_match_deformable_detr_forward_and_gradients(lq, ref_dim):
     assert [n for n, _ in m.state_dict().items()] == [
         f"{a}.{b}" for a in ("sampling_offsets", "attention_weights", "value_proj", "output_proj")
         for b in ("weight", "bias")]
+
+
+def test_gather_sampler_nan_location_gives_nan_like_grid_sample():
+    """A diverged (NaN) sampling location makes its query's output NaN, as the per-level core does, and no
+    undefined table index is read; the other queries are untouched."""
+    g = torch.Generator().manual_seed(6)
+    shapes = [(4, 5), (2, 3)]
+    value = torch.randn(1, 26, 2, 3, generator=g)
+    loc = torch.rand(1, 3, 2, 2, 2, 2, generator=g)
+    loc[0, 1, 0, 0, 0, 0] = float("nan")
+    w = torch.rand(1, 3, 2, 2, 2, generator=g)
+    got, ref = ms_deform_attn_gather(value, shapes, loc, w), ms_deform_attn_sample_per_level(value, shapes, loc, w)
+    assert torch.isnan(got[0, 1, :3]).all() and torch.isnan(ref[0, 1, :3]).all()
+    keep = ~torch.isnan(ref)
+    torch.testing.assert_close(got[keep], ref[keep])

@@ -109,7 +109,9 @@ def bilinear_taps(
     itype = torch.int32 if b * sp * r < 2**31 else torch.int64
     wh = torch.tensor([[w, h] for h, w in spatial_shapes], device=dev, dtype=pixels.dtype)[:, None]  # (L, 1, 2)
     pix = torch.clamp(pixels, min=torch.full_like(wh, -1.0), max=wh)
-    top_left = pix.detach().floor()  # in [−1, W_l]: the far taps reach W_l + 1, inside the border
+    # in [−1, W_l]: the far taps reach W_l + 1, inside the border; a NaN point reads a valid row with a NaN
+    # weight (NaN out, as grid_sample gives) instead of an undefined index
+    top_left = torch.nan_to_num(pix.detach().floor(), nan=-1.0)
     frac = pix - top_left
     stride = [w + 3 for _, w in spatial_shapes]
     mult = torch.tensor([[r, k * r] for k in stride], device=dev, dtype=itype)[:, None]  # (L, 1, 2)
