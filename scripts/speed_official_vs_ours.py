@@ -13,8 +13,9 @@ the published key layouts and the papers; no official code is copied):
 * PRTR (R-50): DETR's Transformer, i.e. ``nn.MultiheadAttention`` with ``need_weights=True`` in every layer (here an
   adapter that feeds it sequence-first views), and DETR's ``FrozenBatchNorm2d`` (``x * scale + bias``, two passes).
 * TFPose (R-50): no official code exists (FACTS §3.2); the baseline is the Deformable-DETR structure it builds on:
-  the same pure-PyTorch multi-scale deformable sampling (what Deformable DETR runs without its CUDA kernel) and
-  ``nn.MultiheadAttention`` (``need_weights=True``) for the decoder's query self-attention.
+  its ``MSDeformAttn`` with the pure-PyTorch sampling it runs without its CUDA kernel (``value_proj`` over all
+  value tokens, then one ``grid_sample`` per level, stacked, weighted and summed: :class:`OfficialMSDeformAttn`)
+  and ``nn.MultiheadAttention`` (``need_weights=True``) for the decoder's query self-attention.
 
 The convolutional backbones and heads compute the same operations in both (torchvision ResNet / HRNet layouts),
 so they are shared copies. Execution settings follow the two code bases:
@@ -67,6 +68,7 @@ from poserepro.families import family_of  # noqa: E402
 from poserepro.models.backbones.botnet import BTransposeMHSA  # noqa: E402
 from poserepro.models.backbones.resnet import FrozenBatchNorm2d  # noqa: E402
 from poserepro.models.layers.attention import MultiheadAttention  # noqa: E402
+from poserepro.models.layers.deform_attn import MSDeformAttn, ms_deform_attn_sample_per_level  # noqa: E402
 from poserepro.models.transpose import TransPose  # noqa: E402
 from poserepro.recipes import load_recipe  # noqa: E402
 
@@ -160,6 +162,40 @@ class OfficialFrozenBN(nn.Module):
         return x * scale.reshape(1, -1, 1, 1) + bias.reshape(1, -1, 1, 1)
 
 
+class OfficialMSDeformAttn(nn.Module):
+    """Deformable DETR's ``MSDeformAttn.forward`` without its CUDA kernel, with the weights of our
+    :class:`MSDeformAttn`: ``value_proj`` over every value token, then ``ms_deform_attn_core_pytorch`` (one
+    ``grid_sample`` per level, stacked, weighted, summed: :func:`ms_deform_attn_sample_per_level`)."""
+
+    def __init__(self, ours: MSDeformAttn) -> None:
+        super().__init__()
+        self.n_heads, self.n_levels, self.n_points = ours.n_heads, ours.n_levels, ours.n_points
+        self.d_model = ours.d_model
+        for name in ("sampling_offsets", "attention_weights", "value_proj", "output_proj"):
+            setattr(self, name, copy.deepcopy(getattr(ours, name)))
+
+    def forward(self, query: torch.Tensor, reference_points: torch.Tensor, value: torch.Tensor,
+                spatial_shapes: Any, padding_mask: torch.Tensor | None = None,
+                need_weights: bool = False) -> tuple[torch.Tensor, None]:
+        b, lq, _ = query.shape
+        s = value.shape[1]
+        h, lv, p = self.n_heads, self.n_levels, self.n_points
+        v = self.value_proj(value)
+        if padding_mask is not None:
+            v = v.masked_fill(padding_mask[..., None], 0.0)
+        v = v.view(b, s, h, self.d_model // h)
+        offsets = self.sampling_offsets(query).view(b, lq, h, lv, p, 2)
+        weights = self.attention_weights(query).view(b, lq, h, lv * p).softmax(-1).view(b, lq, h, lv, p)
+        if reference_points.shape[-1] == 2:
+            norm = torch.tensor([[w_, h_] for h_, w_ in spatial_shapes], dtype=query.dtype, device=query.device)
+            loc = reference_points[:, :, None, :, None, :] + offsets / norm[None, None, None, :, None, :]
+        else:
+            loc = (reference_points[:, :, None, :, None, :2]
+                   + offsets / p * reference_points[:, :, None, :, None, 2:] * 0.5)
+        out = ms_deform_attn_sample_per_level(v, spatial_shapes, loc, weights)
+        return self.output_proj(out), None
+
+
 def _swap(model: nn.Module, kind: type, make: Callable[[Any], nn.Module]) -> int:
     """Replace every submodule of type ``kind`` by ``make(it)``; returns how many."""
     n = 0
@@ -207,6 +243,7 @@ def official_model(ours: nn.Module) -> nn.Module:
         return OfficialStyleTransPose(ours)
     off = copy.deepcopy(ours)
     _swap(off, MultiheadAttention, OfficialMHA)
+    _swap(off, MSDeformAttn, OfficialMSDeformAttn)
     _swap(off, FrozenBatchNorm2d, OfficialFrozenBN)
     return off
 

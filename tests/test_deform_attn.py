@@ -1,5 +1,6 @@
-"""Multi-scale deformable attention: grid_sample core vs a direct per-point bilinear reference, initialisation,
-layers."""
+"""Multi-scale deformable attention: grid_sample core vs a direct per-point bilinear reference, the gather
+sampler and the sample-then-project path vs the per-level grid_sample core (values and gradients),
+initialisation, layers."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from poserepro.models.layers.deform_attn import (
     DeformableEncoderLayer,
     MSDeformAttn,
     encoder_reference_points,
+    ms_deform_attn_gather,
     ms_deform_attn_sample,
+    ms_deform_attn_sample_per_level,
 )
 
 SHAPES = [(5, 7), (3, 4), (1, 1), (2, 3)]  # odd sizes, a 1×1 level
@@ -150,3 +153,119 @@ def test_layers_shapes_and_q2q_switch(q2q):
     assert out.shape == (2, 5, 16)
     assert extras["locations"].shape == (2, 5, 4, 2, 2, 2)
     assert ("q2q" in extras) == q2q
+
+
+def _edge_locations(shapes, b, lq, n_heads, n_points, g, dtype, nudge=0.0):
+    """Random locations well inside and far outside every level, plus points exactly on the map's edge pixel
+    centres, on the clamp limits (pixel −1 and W_l / H_l), just inside / outside them and at the corners
+    (moved by ``nudge`` pixels: in float32 a point exactly on a kink of the bilinear map may round to either side,
+    where the one-sided derivatives differ)."""
+    loc = torch.rand(b, lq, n_heads, len(shapes), n_points, 2, generator=g, dtype=dtype) * 3.0 - 1.0
+    for lv, (h, w) in enumerate(shapes):
+        wh = torch.tensor([w, h], dtype=dtype)
+        edges = [(-1.0, -1.0), (-1.0, 0.0), (0.0, -1.0), (w, h), (w - 1, h - 1), (w, 0.0), (-0.5, h - 0.5),
+                 (w - 0.5, -0.25), (-1.25, 0.3), (w + 0.01, 0.7), (0.3, h + 2.5), (-0.999, h - 0.001)]
+        for i, (px, py) in enumerate(edges):
+            loc[i % b, (i // b) % lq, i % n_heads, lv, i % n_points] = (
+                torch.tensor([px, py], dtype=dtype) + 0.5 + nudge) / wh
+    return loc
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_gather_sampler_matches_per_level_grid_sample(dtype):
+    """The gather sampler (zero-bordered table, clamped taps, one embedding_bag) against Deformable DETR's
+    per-level grid_sample, values and all three gradients, with points outside the maps and on the borders."""
+    g = torch.Generator().manual_seed(3)
+    shapes = [(4, 8), (2, 4), (1, 2), (3, 5)]  # powers of two (exact edge points) and odd sizes
+    b, lq, n_heads, d_h, n_points = 2, 7, 3, 4, 3
+    s = sum(h * w for h, w in shapes)
+    value = torch.randn(b, s, n_heads, d_h, generator=g, dtype=dtype, requires_grad=True)
+    nudge = 0.0 if dtype == torch.float64 else 1e-2
+    loc = _edge_locations(shapes, b, lq, n_heads, n_points, g, dtype, nudge).requires_grad_()
+    w = torch.rand(b, lq, n_heads, len(shapes), n_points, generator=g, dtype=dtype)
+    w = (w / w.sum(dim=(-1, -2), keepdim=True)).requires_grad_()
+    grad_out = torch.randn(b, lq, n_heads * d_h, generator=g, dtype=dtype)
+    ref = ms_deform_attn_sample_per_level(value, shapes, loc, w)
+    ref_grads = torch.autograd.grad(ref, (value, loc, w), grad_out)
+    got = ms_deform_attn_gather(value, shapes, loc, w)
+    got_grads = torch.autograd.grad(got, (value, loc, w), grad_out)
+    tol = {"rtol": 1e-10, "atol": 1e-10} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-5}
+    torch.testing.assert_close(got, ref, **tol)
+    for a, e in zip(got_grads, ref_grads):
+        torch.testing.assert_close(a, e, **tol)
+    assert got.abs().max() > 0.1 and ref_grads[1].abs().max() > 0.1  # not vacuous
+    with torch.no_grad():  # the dispatcher: no gradient → the gather path
+        torch.testing.assert_close(ms_deform_attn_sample(value, shapes, loc, w), ref, **tol)
+
+
+def test_gather_sampler_float32_relative_error_at_encoder_scale():
+    """Float32 at TFPose's encoder shape (3 levels, 8 heads, 4 points): within 1e-6 of the output scale."""
+    g = torch.Generator().manual_seed(4)
+    shapes = [(8, 6), (4, 3), (2, 2)]
+    s = sum(h * w for h, w in shapes)
+    value = torch.randn(2, s, 8, 32, generator=g)
+    loc = torch.rand(2, s, 1, 3, 1, 2, generator=g) + 0.1 * torch.randn(2, s, 8, 3, 4, 2, generator=g)
+    w = torch.rand(2, s, 8, 3, 4, generator=g).softmax(-1)
+    ref = ms_deform_attn_sample_per_level(value, shapes, loc, w)
+    got = ms_deform_attn_gather(value, shapes, loc, w)
+    assert (got - ref).abs().max() <= 1e-6 * ref.abs().max()
+
+
+def _project_first(m, query, reference_points, value, shapes):
+    """Deformable DETR's MSDeformAttn.forward: value_proj over all tokens, per-level grid_sample core."""
+    b, lq, _ = query.shape
+    h, lv, p = m.n_heads, m.n_levels, m.n_points
+    v = m.value_proj(value).view(b, value.shape[1], h, m.d_model // h)
+    off = m.sampling_offsets(query).view(b, lq, h, lv, p, 2)
+    w = m.attention_weights(query).view(b, lq, h, lv * p).softmax(-1).view(b, lq, h, lv, p)
+    if reference_points.shape[-1] == 2:
+        norm = torch.tensor([[w_, h_] for h_, w_ in shapes], dtype=query.dtype)
+        loc = reference_points[:, :, None, :, None, :] + off / norm[None, None, None, :, None, :]
+    else:
+        loc = reference_points[:, :, None, :, None, :2] + off / p * reference_points[:, :, None, :, None, 2:] * 0.5
+    return m.output_proj(ms_deform_attn_sample_per_level(v, shapes, loc, w))
+
+
+@pytest.mark.parametrize("lq", [3, 30])  # few queries: sample-then-project; as many as tokens: project first
+@pytest.mark.parametrize("ref_dim", [2, 4])
+def test_module_paths_match_deformable_detr_forward_and_gradients(lq, ref_dim):
+    torch.manual_seed(5)
+    shapes = [(4, 6), (2, 3)]
+    m = MSDeformAttn(d_model=16, n_levels=2, n_heads=2, n_points=3).double()
+    for lin in (m.sampling_offsets, m.attention_weights, m.value_proj):
+        torch.nn.init.normal_(lin.weight, std=0.3)
+        torch.nn.init.normal_(lin.bias)  # a non-zero value bias: the mass channel of sample-then-project matters
+    value = torch.randn(2, 30, 16, dtype=torch.float64, requires_grad=True)
+    query = torch.randn(2, lq, 16, dtype=torch.float64, requires_grad=True)
+    ref = torch.rand(2, lq, 2, ref_dim, dtype=torch.float64) * 1.4 - 0.2
+    if ref_dim == 4:
+        ref[..., 2:] = ref[..., 2:].abs() + 0.1
+    params = [query, value, *m.parameters()]
+    expect = _project_first(m, query, ref, value, shapes)
+    g = torch.randn_like(expect)
+    expect_grads = torch.autograd.grad(expect, params, g)
+    got, _ = m(query, ref, value, shapes)
+    got_grads = torch.autograd.grad(got, params, g)
+    torch.testing.assert_close(got, expect, rtol=1e-10, atol=1e-10)
+    for a, e in zip(got_grads, expect_grads):
+        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-10)
+    with torch.no_grad():  # inference: gather (or sample-then-project) path
+        torch.testing.assert_close(m(query, ref, value, shapes)[0], expect, rtol=1e-10, atol=1e-10)
+    assert [n for n, _ in m.state_dict().items()] == [
+        f"{a}.{b}" for a in ("sampling_offsets", "attention_weights", "value_proj", "output_proj")
+        for b in ("weight", "bias")]
+
+
+def test_gather_sampler_nan_location_gives_nan_like_grid_sample():
+    """A diverged (NaN) sampling location makes its query's output NaN, as the per-level core does, and no
+    undefined table index is read; the other queries are untouched."""
+    g = torch.Generator().manual_seed(6)
+    shapes = [(4, 5), (2, 3)]
+    value = torch.randn(1, 26, 2, 3, generator=g)
+    loc = torch.rand(1, 3, 2, 2, 2, 2, generator=g)
+    loc[0, 1, 0, 0, 0, 0] = float("nan")
+    w = torch.rand(1, 3, 2, 2, 2, generator=g)
+    got, ref = ms_deform_attn_gather(value, shapes, loc, w), ms_deform_attn_sample_per_level(value, shapes, loc, w)
+    assert torch.isnan(got[0, 1, :3]).all() and torch.isnan(ref[0, 1, :3]).all()
+    keep = ~torch.isnan(ref)
+    torch.testing.assert_close(got[keep], ref[keep])
