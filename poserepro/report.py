@@ -124,6 +124,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "evaluations": evaluations_table,
     "ablations": ablations_table,
     "speed": csv_table("speed_official_vs_ours_*.csv"),
+    "attribution": csv_table("speed_attribution_*.csv"),
     "pipeline": csv_table("input_pipeline_*.csv"),
 }
 

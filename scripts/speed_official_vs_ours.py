@@ -25,8 +25,9 @@ so they are shared copies. Execution settings follow the two code bases:
   the official loss (HRNet/TransPose ``JointsMSELoss`` looping over joints; PRTR/TFPose the set / regression loss,
   shared), ``zero_grad``, ``backward``, (PRTR: ``clip_grad_norm_(0.1)``), ``optimizer.step()`` with PyTorch's
   default (non-fused) Adam / AdamW; the heatmap loop also computes its per-step accuracy on numpy copies;
-* ours forward: ``poserepro eval``'s path (``no_grad``, ``train.channels_last`` convolutions);
-* ours training step: :func:`poserepro.engine.loop.train_step` with the recipe and ``train.channels_last=true``
+* ours forward: ``poserepro eval``'s path (``no_grad``, ``train.channels_last`` convolutions unless
+  ``--contiguous`` names the model: BTranspose's channels-last BatchNorm is slower than its NCHW one on this CPU);
+* ours training step: :func:`poserepro.engine.loop.train_step` with the recipe and ``train.channels_last`` as above
   (fused optimiser step, attention without SDPA's CPU math path).
 
 Outputs of the two must agree (eval mode) to 1e-4 of the output scale. Variants are interleaved and their order
@@ -324,27 +325,30 @@ def _load() -> float:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
-def run_model(key: str, batches: list[int], modes: list[str], repeats: int, warmup: int) -> list[dict]:
+def run_model(key: str, batches: list[int], modes: list[str], repeats: int, warmup: int,
+              channels_last: bool = True) -> list[dict]:
     rows: list[dict] = []
     for batch in batches:
-        rows += run_one(key, batch, modes, repeats, warmup)
+        rows += run_one(key, batch, modes, repeats, warmup, channels_last)
     return rows
 
 
-def run_one(key: str, batch: int, modes: list[str], repeats: int, warmup: int) -> list[dict]:
+def run_one(key: str, batch: int, modes: list[str], repeats: int, warmup: int,
+            channels_last: bool = True) -> list[dict]:
     """Both networks of ``key`` at ``batch``: the ratios of the interleaved medians, one row per mode."""
     stem, paper = MODELS[key]
     cpu_dev = torch.device("cpu")
     torch.manual_seed(0)
     w0, h0 = load_recipe(stem).data.input_size  # the recipe's own input size
-    rec = train_recipe("", stem, (int(h0), int(w0)), channels_last=True)
+    rec = train_recipe("", stem, (int(h0), int(w0)), channels_last=channels_last)
     hw = (int(h0), int(w0))
     base = build_model(rec)
     family = family_of(base)
     heatmap = family.heatmap_output
     official = official_model(base)
     ours = copy.deepcopy(base)
-    to_channels_last(ours)
+    if channels_last:
+        to_channels_last(ours)
     data = synthetic_batch(base, batch, hw, cpu_dev, heatmap)
     x = data["image"]  # contiguous, as the data loader gives it to `poserepro eval`
     with torch.no_grad():
@@ -404,7 +408,8 @@ def run_one(key: str, batch: int, modes: list[str], repeats: int, warmup: int) -
             "input_size": f"{hw[0]}x{hw[1]}", "official_ms": f"{ow * 1e3:.1f}", "ours_ms": f"{uw * 1e3:.1f}",
             "speedup": f"{ow / uw:.3f}", "official_cpu_ms": f"{oc * 1e3:.1f}", "ours_cpu_ms": f"{uc * 1e3:.1f}",
             "cpu_speedup": f"{oc / uc:.3f}", "ours_images_per_s": f"{batch / uw:.3f}",
-            "official_images_per_s": f"{batch / ow:.3f}", "max_abs_diff": f"{diff:.2e}", "repeats": repeats,
+            "official_images_per_s": f"{batch / ow:.3f}", "max_abs_diff": f"{diff:.2e}",
+            "ours_layout": "channels_last" if channels_last else "contiguous", "repeats": repeats,
             "threads": torch.get_num_threads(), "load_avg_1m": f"{(load0 + load1) / 2:.2f}",
             "hardware": hardware_name("cpu"), "torch": torch.__version__,
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -428,6 +433,9 @@ def write(path: Path, rows: list[dict], key_fields: tuple[str, ...] = KEY) -> No
         if path.is_file():
             with open(path, newline="") as fh:
                 old = [r for r in csv.DictReader(fh) if "mode" in r]
+        for r in old:  # rows written before the layout column: every one of them timed ours channels-last
+            if "ours_layout" in rows[0] and not r.get("ours_layout"):
+                r["ours_layout"] = "channels_last"
         keys = {tuple(str(r[k]) for k in key_fields) for r in rows}
         merged = [r for r in old if tuple(r.get(k, "") for k in key_fields) not in keys] + rows
         merged.sort(key=lambda r: (list(MODELS).index(r["model"]) if r["model"] in MODELS else 99, r["mode"],
@@ -447,12 +455,14 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--contiguous", nargs="*", default=[], choices=list(MODELS),
+                   help="models whose side of ours runs NCHW (contiguous) instead of channels-last")
     p.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent.parent / "results")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     path = a.out_dir / f"speed_official_vs_ours_cpu_torch{torch.__version__.split('+')[0]}.csv"
     for key in a.models:
-        rows = run_model(key, a.batches, a.modes, a.repeats, a.warmup)
+        rows = run_model(key, a.batches, a.modes, a.repeats, a.warmup, key not in a.contiguous)
         write(path, rows)
     print(f"wrote {path}")
 
