@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -83,3 +84,13 @@ def serve_directory(root: Path) -> Iterator[str]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+def join_workers(ctx, timeout: float) -> None:  # noqa: ANN001 (a torch.multiprocessing ProcessContext)
+    """Wait for the spawned DDP workers of ``ctx``; kill them and fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not ctx.join(timeout=1.0):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail(f"DDP workers did not finish within {timeout:.0f} s")

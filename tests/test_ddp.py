@@ -17,14 +17,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-from .conftest import REPO, tiny_overrides
+from .conftest import REPO, join_workers, tiny_overrides
 
 STEPS = 3
 LOCAL_BATCH = 4
@@ -93,12 +92,7 @@ def _steps(rank: int, world: int, root: str, out: str, sync_bn: bool) -> None:
 def _spawn_two(root: Path, out: str, port: int, variants: tuple[bool, ...], timeout: float = 240.0) -> None:
     ctx = mp.start_processes(_run, args=(2, port, str(root), out, variants), nprocs=2, join=False,
                              start_method="spawn")
-    deadline = time.monotonic() + timeout
-    while not ctx.join(timeout=1.0):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail(f"DDP workers did not finish within {timeout:.0f} s")
+    join_workers(ctx, timeout)
 
 
 def test_two_process_ddp_matches_single_process_on_the_global_batch(tiny_synth: Path, tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -26,7 +25,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from .conftest import REPO
+from .conftest import REPO, join_workers
 from .test_ddp import _free_port
 
 RECIPE = "btranspose-smoke-dino"
@@ -47,15 +46,6 @@ def _tiny(folder: Path, batch: int, epochs: int) -> list[str]:
         "data.local_size=[16, 16]", "model.out_dim=32", "model.hidden_dim=16", "model.bottleneck_dim=8",
         "model.args={widths: [8, 8, 8, 8], num_layers: 1}", f"train.batch_size={batch}", f"train.epochs={epochs}",
         "optim.warmup_epochs=0", "probe.enabled=false", "train.threads=1", "train.channels_last=false"]
-
-
-def _join(ctx: mp.ProcessContext, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not ctx.join(timeout=1.0):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail(f"DDP workers did not finish within {timeout:.0f} s")
 
 
 def _init(rank: int, world: int, port: int) -> None:
@@ -94,7 +84,7 @@ def test_center_is_all_reduced_over_ranks(tmp_path: Path) -> None:
     from poserepro.pretrain.loss import DINOLoss
 
     out = str(tmp_path / "center_%d.pt")
-    _join(mp.start_processes(_center_rank, args=(_free_port(), out), nprocs=2, join=False, start_method="spawn"),
+    join_workers(mp.start_processes(_center_rank, args=(_free_port(), out), nprocs=2, join=False, start_method="spawn"),
           120.0)
     c1 = 0.1 * np.array([0.5, 1.0, 2.0])
     want = np.stack([c1, 0.9 * c1 + 0.1 * np.array([2.0, 1.0, 0.5])])
@@ -127,7 +117,7 @@ def test_two_process_pretraining_matches_one_process_on_the_global_batch(tmp_pat
     folder = _images(tmp_path / "imgs", 8)
     sgd = ["optim.name=sgd", "optim.lr=0.5"]   # peak lr 0.5 x 8 / 256: the weights move far beyond float noise
     over2 = [*_tiny(folder, batch=4, epochs=2), *sgd]
-    _join(mp.start_processes(_pretrain_rank, args=(_free_port(), over2, str(tmp_path / "ddp")), nprocs=2,
+    join_workers(mp.start_processes(_pretrain_rank, args=(_free_port(), over2, str(tmp_path / "ddp")), nprocs=2,
                              join=False, start_method="spawn"), 240.0)
     n = torch.get_num_threads()
     torch.set_num_threads(1)

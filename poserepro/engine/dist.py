@@ -133,3 +133,27 @@ def convert_sync_batchnorm(model: torch.nn.Module, device: str = "cpu") -> torch
         if isinstance(m, bn) and not isinstance(m, (torch.nn.SyncBatchNorm, GlooSyncBatchNorm)):
             m.__class__ = GlooSyncBatchNorm  # same state as BatchNorm{1,2,3}d; only forward differs
     return model
+
+
+class LocalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """Plain BatchNorm of any input rank that never synchronises: what :func:`convert_local_batchnorm` turns a
+    synchronised BatchNorm into (same state dict)."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:  # noqa: A002 - torch's argument name
+        return None
+
+
+def convert_local_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """The inverse of :func:`convert_sync_batchnorm`, in place: every ``nn.SyncBatchNorm`` /
+    :class:`GlooSyncBatchNorm` → :class:`LocalBatchNorm` with its state. For a copy that runs on one rank alone
+    (a synchronised training-mode forward there would wait for the other ranks forever)."""
+    for name, child in model.named_children():
+        if isinstance(child, GlooSyncBatchNorm):
+            child.__class__ = LocalBatchNorm  # same state; only forward differs
+        elif isinstance(child, torch.nn.SyncBatchNorm):
+            bn = LocalBatchNorm(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            bn.load_state_dict(child.state_dict())
+            setattr(model, name, bn.to(next(child.buffers(), torch.empty(0)).device))
+        else:
+            convert_local_batchnorm(child)
+    return model

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.coco import IMAGENET_MEAN, IMAGENET_STD
-from ..engine.dist import GlooSyncBatchNorm
+from ..engine.dist import convert_local_batchnorm
 from .data import labelled_persons, load_source, synthetic_root
 from .multicrop import Pool, pool_features
 from .recipe import ProbeCfg
@@ -106,33 +106,12 @@ def extract(backbone: nn.Module, views: LabelledViews, pool: Pool, device: torch
     return F.normalize(torch.cat(feats), dim=1)
 
 
-class _LocalBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """A BatchNorm of any input rank that never synchronises (a SyncBatchNorm's stand-in in a rank-0-only copy)."""
-
-    def _check_input_dim(self, input: torch.Tensor) -> None:  # noqa: A002 (torch's name)
-        return None
-
-
-def _unsync(module: nn.Module) -> None:
-    """Replace every synchronised BatchNorm below ``module`` (``nn.SyncBatchNorm``, the CPU
-    :class:`~poserepro.engine.dist.GlooSyncBatchNorm`) by a :class:`_LocalBatchNorm` with its state: the probe
-    runs on rank 0 alone, where a synchronised forward would wait for the other ranks forever."""
-    for name, child in module.named_children():
-        if isinstance(child, (nn.SyncBatchNorm, GlooSyncBatchNorm)):
-            bn = _LocalBatchNorm(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
-            bn.load_state_dict(child.state_dict())
-            setattr(module, name, bn.to(next(child.buffers(), torch.empty(0)).device))
-        else:
-            _unsync(child)
-
-
 @torch.no_grad()
 def bn_calibrated(backbone: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
     """A copy of ``backbone`` (in eval mode) whose BatchNorm running statistics are re-estimated from ``batches``
     (forward passes in training mode, cumulative average over the batches); weights unchanged, ``backbone``
     untouched. SyncBatchNorm layers become local ones in the copy (the probe runs on one rank)."""
-    out = copy.deepcopy(backbone)
-    _unsync(out)
+    out = convert_local_batchnorm(copy.deepcopy(backbone))
     for m in out.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.reset_running_stats()

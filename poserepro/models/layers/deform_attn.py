@@ -175,16 +175,8 @@ def ms_deform_attn_sample(
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
-    """The core of multi-scale deformable attention: bilinear sampling + weighted sum.
-
-    Args:
-        value: ``(B, S, H, d_h)`` with ``S = Σ_l H_l·W_l`` (heads split).
-        spatial_shapes: ``[(H_l, W_l)]`` for the ``L`` levels.
-        sampling_locations: ``(B, Lq, H, L, P, 2)`` normalised ``(x, y)`` in ``[0, 1]`` (may fall outside).
-        attention_weights: ``(B, Lq, H, L, P)`` (already normalised over ``L·P``).
-
-    Returns:
-        ``(B, Lq, H·d_h)``.
+    """The core of multi-scale deformable attention: bilinear sampling + weighted sum (arguments and shapes as
+    :func:`ms_deform_attn_sample_per_level`).
 
     Without gradients (inference) this is :func:`ms_deform_attn_gather`; when a gradient is needed it is
     :func:`ms_deform_attn_sample_per_level` (``grid_sample``'s backward is faster than ``embedding_bag``'s, which
