@@ -26,7 +26,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from speed_official_vs_ours import official_model, official_step  # noqa: E402
+from speed_official_vs_ours import at_least, official_model, official_step  # noqa: E402
 
 from poserepro.bench.train_speed import synthetic_batch, train_recipe  # noqa: E402
 from poserepro.engine.build import build_model, to_channels_last  # noqa: E402
@@ -62,13 +62,13 @@ def step_fn(mode: str, official: bool, model: torch.nn.Module, base: torch.nn.Mo
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("recipe", help="recipe name, e.g. tfpose-r50-e6-256x192")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=at_least(1), default=8)
+    p.add_argument("--threads", type=at_least(1), default=2)
     p.add_argument("--modes", nargs="+", default=["forward", "train"], choices=["forward", "train"])
     p.add_argument("--official", action="store_true", help="profile the official-structure network instead")
-    p.add_argument("--steps", type=int, default=2, help="profiled repetitions")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--top", type=int, default=25)
+    p.add_argument("--steps", type=at_least(1), default=2, help="profiled repetitions")
+    p.add_argument("--warmup", type=at_least(0), default=1)
+    p.add_argument("--top", type=at_least(1), default=25)
     p.add_argument("--sort", default="self_cpu_time_total")
     a = p.parse_args()
     torch.set_num_threads(a.threads)

@@ -447,14 +447,29 @@ def write(path: Path, rows: list[dict], key_fields: tuple[str, ...] = KEY) -> No
         atomic_write_text(path, buf.getvalue())
 
 
+def at_least(lo: int) -> Callable[[str], int]:
+    """An argparse type: an integer ``>= lo`` (a bad value is argparse's one-line usage error, not a traceback)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"{v} is below {lo}")
+        return v
+
+    return parse
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    p.add_argument("--batches", nargs="+", type=at_least(1), default=[1, 8])
     p.add_argument("--modes", nargs="+", default=["forward", "train"], choices=["forward", "train"])
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=at_least(1), default=3)
+    p.add_argument("--warmup", type=at_least(0), default=1)
+    p.add_argument("--threads", type=at_least(1), default=2)
     p.add_argument("--contiguous", nargs="*", default=[], choices=list(MODELS),
                    help="models whose side of ours runs NCHW (contiguous) instead of channels-last")
     p.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent.parent / "results")
