@@ -32,6 +32,7 @@ from poserepro.bench.train_speed import synthetic_batch, train_recipe  # noqa: E
 from poserepro.engine.build import build_model, to_channels_last  # noqa: E402
 from poserepro.engine.loop import train_step  # noqa: E402
 from poserepro.engine.schedules import build_optimizer  # noqa: E402
+from poserepro.errors import PoseReproError  # noqa: E402
 from poserepro.families import family_of  # noqa: E402
 from poserepro.recipes import load_recipe  # noqa: E402
 
@@ -73,7 +74,10 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    w0, h0 = load_recipe(a.recipe).data.input_size
+    try:
+        w0, h0 = load_recipe(a.recipe).data.input_size
+    except PoseReproError as e:
+        p.error(str(e))
     hw = (int(h0), int(w0))
     rec = train_recipe("", a.recipe, hw, channels_last=True)
     base = build_model(rec)
