@@ -164,6 +164,7 @@ class EvalCfg:
     nms: bool = True
     backend: Literal["pycocotools", "xtcocotools", "faster-coco-eval"] = "pycocotools"
     every: int = 0                       # validate on the val split every N epochs during training (0 = off)
+    fold_batchnorm: bool = True          # evaluate an eval-only copy with BatchNorm folded into its convolutions
 
 
 @dataclass(frozen=True)

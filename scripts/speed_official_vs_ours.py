@@ -25,7 +25,8 @@ so they are shared copies. Execution settings follow the two code bases:
   the official loss (HRNet/TransPose ``JointsMSELoss`` looping over joints; PRTR/TFPose the set / regression loss,
   shared), ``zero_grad``, ``backward``, (PRTR: ``clip_grad_norm_(0.1)``), ``optimizer.step()`` with PyTorch's
   default (non-fused) Adam / AdamW; the heatmap loop also computes its per-step accuracy on numpy copies;
-* ours forward: ``poserepro eval``'s path (``no_grad``, ``train.channels_last`` convolutions unless
+* ours forward: ``poserepro eval``'s path (``no_grad``, an eval-only copy with BatchNorm folded into the
+  convolutions unless ``--no-fold-bn``, ``train.channels_last`` convolutions unless
   ``--contiguous`` names the model: BTranspose's channels-last BatchNorm is slower than its NCHW one on this CPU);
 * ours training step: :func:`poserepro.engine.loop.train_step` with the recipe and ``train.channels_last`` as above
   (fused optimiser step, attention without SDPA's CPU math path).
@@ -63,6 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from poserepro.bench.runner import hardware_name  # noqa: E402
 from poserepro.bench.train_speed import synthetic_batch, train_recipe  # noqa: E402
 from poserepro.engine.build import build_model, to_channels_last  # noqa: E402
+from poserepro.engine.evaluate import inference_copy  # noqa: E402
 from poserepro.engine.loop import train_step  # noqa: E402
 from poserepro.engine.schedules import build_optimizer  # noqa: E402
 from poserepro.families import family_of  # noqa: E402
@@ -326,21 +328,21 @@ def _load() -> float:
 
 
 def run_model(key: str, batches: list[int], modes: list[str], repeats: int, warmup: int,
-              channels_last: bool = True) -> list[dict]:
+              channels_last: bool = True, fold_bn: bool = True, compile: bool = False) -> list[dict]:
     rows: list[dict] = []
     for batch in batches:
-        rows += run_one(key, batch, modes, repeats, warmup, channels_last)
+        rows += run_one(key, batch, modes, repeats, warmup, channels_last, fold_bn, compile)
     return rows
 
 
 def run_one(key: str, batch: int, modes: list[str], repeats: int, warmup: int,
-            channels_last: bool = True) -> list[dict]:
+            channels_last: bool = True, fold_bn: bool = True, compile: bool = False) -> list[dict]:
     """Both networks of ``key`` at ``batch``: the ratios of the interleaved medians, one row per mode."""
     stem, paper = MODELS[key]
     cpu_dev = torch.device("cpu")
     torch.manual_seed(0)
     w0, h0 = load_recipe(stem).data.input_size  # the recipe's own input size
-    rec = train_recipe("", stem, (int(h0), int(w0)), channels_last=channels_last)
+    rec = train_recipe("", stem, (int(h0), int(w0)), channels_last=channels_last, compile=compile)
     hw = (int(h0), int(w0))
     base = build_model(rec)
     family = family_of(base)
@@ -349,11 +351,13 @@ def run_one(key: str, batch: int, modes: list[str], repeats: int, warmup: int,
     ours = copy.deepcopy(base)
     if channels_last:
         to_channels_last(ours)
+    # the forward as `poserepro eval` runs it: an eval-only copy, BatchNorm folded into its convolutions
+    ours_eval = inference_copy(ours, rec, cpu_dev) if fold_bn else ours
     data = synthetic_batch(base, batch, hw, cpu_dev, heatmap)
     x = data["image"]  # contiguous, as the data loader gives it to `poserepro eval`
     with torch.no_grad():
         ref = official.eval()(x)
-        mine = ours.eval()(x)
+        mine = ours_eval.eval()(x)
     if not heatmap:
         name = "coords" if "coords" in ref else "pred_coords"
         ref, mine = ref[name], mine[name]
@@ -367,7 +371,7 @@ def run_one(key: str, batch: int, modes: list[str], repeats: int, warmup: int,
 
     def fwd_ours() -> None:
         with torch.no_grad():
-            ours.eval()(x)
+            ours_eval.eval()(x)
 
     variants: dict[str, Callable[[], Any]] = {}
     if "forward" in modes:
@@ -379,10 +383,12 @@ def run_one(key: str, batch: int, modes: list[str], repeats: int, warmup: int,
         scaler = torch.amp.GradScaler("cpu", enabled=False)
         crit = family.criterion(rec, ours, cpu_dev)
         params = list(ours.parameters())
+        # train.compile: the training forward compiled as engine.loop.train compiles it (the warm-up compiles)
+        step_model = torch.compile(ours) if compile else ours
 
         def train_ours() -> float:
             ours.train()
-            return train_step(ours, family, crit, dict(data), opt, scaler, rec, cpu_dev, params)[0]
+            return train_step(step_model, family, crit, dict(data), opt, scaler, rec, cpu_dev, params)[0]
 
         variants["train/ours"] = train_ours
     labels = list(variants)
@@ -409,7 +415,9 @@ def run_one(key: str, batch: int, modes: list[str], repeats: int, warmup: int,
             "speedup": f"{ow / uw:.3f}", "official_cpu_ms": f"{oc * 1e3:.1f}", "ours_cpu_ms": f"{uc * 1e3:.1f}",
             "cpu_speedup": f"{oc / uc:.3f}", "ours_images_per_s": f"{batch / uw:.3f}",
             "official_images_per_s": f"{batch / ow:.3f}", "max_abs_diff": f"{diff:.2e}",
-            "ours_layout": "channels_last" if channels_last else "contiguous", "repeats": repeats,
+            "ours_layout": "channels_last" if channels_last else "contiguous",
+            "ours_fold_bn": str(fold_bn and mode == "forward"), "ours_compile": str(compile and mode == "train"),
+            "repeats": repeats,
             "threads": torch.get_num_threads(), "load_avg_1m": f"{(load0 + load1) / 2:.2f}",
             "hardware": hardware_name("cpu"), "torch": torch.__version__,
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -433,9 +441,10 @@ def write(path: Path, rows: list[dict], key_fields: tuple[str, ...] = KEY) -> No
         if path.is_file():
             with open(path, newline="") as fh:
                 old = [r for r in csv.DictReader(fh) if "mode" in r]
-        for r in old:  # rows written before the layout column: every one of them timed ours channels-last
-            if "ours_layout" in rows[0] and not r.get("ours_layout"):
-                r["ours_layout"] = "channels_last"
+        for r in old:  # rows written before a column: they timed ours channels-last, unfolded, eager
+            for col, before in (("ours_layout", "channels_last"), ("ours_fold_bn", "False"), ("ours_compile", "False")):
+                if col in rows[0] and not r.get(col):
+                    r[col] = before
         keys = {tuple(str(r[k]) for k in key_fields) for r in rows}
         merged = [r for r in old if tuple(r.get(k, "") for k in key_fields) not in keys] + rows
         merged.sort(key=lambda r: (list(MODELS).index(r["model"]) if r["model"] in MODELS else 99, r["mode"],
@@ -472,12 +481,19 @@ def main() -> None:
     p.add_argument("--threads", type=at_least(1), default=2)
     p.add_argument("--contiguous", nargs="*", default=[], choices=list(MODELS),
                    help="models whose side of ours runs NCHW (contiguous) instead of channels-last")
+    p.add_argument("--no-fold-bn", action="store_true",
+                   help="time our forward without folding BatchNorm into the convolutions (eval.fold_batchnorm=false)")
+    p.add_argument("--compile", action="store_true",
+                   help="our training step with train.compile (torch.compile; the warm-up steps compile)")
     p.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent.parent / "results")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     path = a.out_dir / f"speed_official_vs_ours_cpu_torch{torch.__version__.split('+')[0]}.csv"
     for key in a.models:
-        rows = run_model(key, a.batches, a.modes, a.repeats, a.warmup, key not in a.contiguous)
+        if a.compile and a.warmup < 1:
+            p.error("--compile needs --warmup >= 1 (the first step compiles)")
+        rows = run_model(key, a.batches, a.modes, a.repeats, a.warmup, key not in a.contiguous, not a.no_fold_bn,
+                         a.compile)
         write(path, rows)
     print(f"wrote {path}")
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ..errors import PoseReproError, UnknownNameError, suggest
+from ..models.fold import fold_batchnorm
 from .flops import FlopCounts, count_flops, count_params
 from .paper_numbers import paper_numbers
 from .speed import SpeedResult, measure_speed, precision_name
@@ -30,7 +31,8 @@ COLUMNS = (
     "model", "recipe", "input_size", "batch", "device", "hardware", "precision", "threads", "params",
     "paper_params", "official_params", "params_rel_diff", "gflops_fvcore", "gflops_paper_convention",
     "paper_gflops", "paper_gflops_convention", "gflops_rel_diff", "fps", "latency_ms_median", "latency_ms_iqr",
-    "peak_mem_mb", "train_images_per_s", "train_step_ms_median", "train_step_ms_iqr", "train_peak_mem_mb",
+    "peak_mem_mb", "fold_batchnorm", "train_images_per_s", "train_step_ms_median", "train_step_ms_iqr",
+    "train_peak_mem_mb",
     "train_settings", "load_avg_1m", "torch", "python", "numpy", "timestamp", "paper_source",
 )
 KEY = ("model", "recipe", "input_size", "batch", "train_settings")  # a training setting is its own row
@@ -159,9 +161,12 @@ def bench_one(
     name: str, input_size_hw: tuple[int, int] = (256, 192), batches: tuple[int, ...] = (1,), device: str = "cpu",
     amp: bool = False, repeats: int = 10, warmup: int = 3, skip_fps: bool = False, skip_flops: bool = False,
     channels_last: bool = False, train: bool = False, train_repeats: int = 5, train_warmup: int = 2,
-    compile: bool | None = None,
+    compile: bool | None = None, fold_bn: bool = True,
 ) -> list[dict[str, Any]]:
     """Benchmark one model or recipe; one row per batch size in ``batches``.
+
+    The forward is timed as ``poserepro eval`` runs it: with ``fold_bn`` on an eval-only copy whose BatchNorm
+    layers are folded into their convolutions (:func:`~poserepro.models.fold.fold_batchnorm`).
 
     With ``train`` every row also gets the images / s of a full training step
     (:func:`~poserepro.bench.train_speed.measure_train_speed`) with the recipe's optimiser and its
@@ -180,10 +185,11 @@ def bench_one(
         p_flops = flops.paper_convention / 1e9 if (paper is None or paper.gflops_convention == "paper") \
             else flops.fvcore / 1e9
     rows = []
+    timed = fold_batchnorm(model)[0] if fold_bn and not skip_fps else model
     for batch in batches:
         speed: SpeedResult | None = None
         if not skip_fps:
-            speed = measure_speed(model, input_size_hw, batch, device, amp, warmup, repeats, channels_last)
+            speed = measure_speed(timed, input_size_hw, batch, device, amp, warmup, repeats, channels_last)
         tr = None
         if train:
             from .train_speed import measure_train_speed, train_recipe
@@ -208,6 +214,7 @@ def bench_one(
             "latency_ms_median": speed.latency_ms_median if speed else None,
             "latency_ms_iqr": speed.latency_ms_iqr if speed else None,
             "peak_mem_mb": speed.peak_mem_mb if speed else None,
+            "fold_batchnorm": fold_bn if speed else None,
             "train_images_per_s": tr.images_per_s if tr else None,
             "train_step_ms_median": tr.step_ms_median if tr else None,
             "train_step_ms_iqr": tr.step_ms_iqr if tr else None,
@@ -218,7 +225,7 @@ def bench_one(
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "paper_source": paper.source if paper else "",
         })
-    del model
+    del model, timed
     gc.collect()
     return rows
 

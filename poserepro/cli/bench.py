@@ -33,6 +33,9 @@ def bench(
     skip_fps: Annotated[bool, typer.Option(help="Only count parameters and FLOPs.")] = False,
     skip_flops: Annotated[bool, typer.Option(help="Do not count FLOPs (faster).")] = False,
     channels_last: Annotated[bool, typer.Option(help="Run convolutions in channels-last memory format.")] = False,
+    fold_bn: Annotated[bool, typer.Option(
+        "--fold-bn/--no-fold-bn", help="Time the forward with BatchNorm folded into the convolutions, as "
+        "`poserepro eval` runs it (eval.fold_batchnorm).")] = True,
     threads: Annotated[int | None, typer.Option(help="torch.set_num_threads for CPU runs.")] = None,
     train: Annotated[bool, typer.Option(
         "--train", help="Also time a full training step (forward, loss, backward, optimiser step) as the "
@@ -68,7 +71,7 @@ def bench(
         console.print(f"[dim]bench {name} ...[/]")
         try:
             rows += bench_one(name, size, batches, device, amp, repeats, warmup, skip_fps, skip_flops, channels_last,
-                              train=train, train_repeats=train_repeats, compile=compile)
+                              train=train, train_repeats=train_repeats, compile=compile, fold_bn=fold_bn)
         except RuntimeError as e:  # e.g. a kernel larger than the feature map at a small --input
             first = (str(e).splitlines() or [type(e).__name__])[0][:160]
             raise PoseReproError(f"{name} cannot run at --input {input} (batch {batches}): {first}") from None

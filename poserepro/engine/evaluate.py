@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import DataError
 from ..families import EvalData, ProgressFn, family_of
+from ..models.fold import fold_batchnorm
 from ..recipes import Recipe
 from .build import resolve_device, to_channels_last, with_device
 
@@ -52,9 +53,7 @@ def evaluate(
     data = family.eval_data(recipe, split, use_gt_boxes, det_file, ann_file, image_dir)
     loader = DataLoader(data.dataset, batch_size=recipe.eval.batch_size, shuffle=False,
                         num_workers=recipe.data.workers, collate_fn=getattr(data.dataset, "collate", None))
-    model.to(dev)
-    if recipe.train.channels_last:  # the layout the model trains in (convolutions faster on CPU and GPU)
-        to_channels_last(model)
+    model = inference_copy(model, recipe, dev)
     pred = family.predict(model, loader, recipe, flip, dev, progress)
     if recipe.data.dataset == "mpii":
         if pred.crops is None:
@@ -68,6 +67,18 @@ def evaluate(
     if data.has_gt:
         metrics = family.score(data.ann_file, results, recipe)
     return EvalResult(metrics, res_path, data.num_inputs, len(results), data.ann_file, time.perf_counter() - t0)
+
+
+def inference_copy(model: nn.Module, recipe: Recipe, device: torch.device) -> nn.Module:
+    """The network as evaluation runs it, on ``device``: with ``eval.fold_batchnorm`` an eval-only copy whose
+    BatchNorm layers are folded into their convolutions (same outputs up to float rounding, one pass fewer per
+    feature map; the trained model is untouched), then ``train.channels_last`` convolutions."""
+    model.to(device)
+    if recipe.eval.fold_batchnorm:
+        model = fold_batchnorm(model)[0]
+    if recipe.train.channels_last:  # the layout the model trains in (convolutions faster on CPU and GPU)
+        to_channels_last(model)
+    return model
 
 
 def _evaluate_mpii(crops: dict[str, np.ndarray], data: EvalData, split: str, flip: bool, out_dir: str | Path,

@@ -7,10 +7,11 @@ Tensors are batch-first: ``(B, L, d)``.
 Training with attention dropout on CPU: SDPA has no fused kernel for dropout there and falls back to its math
 path (scale q and k, "safe" softmax with its ``-inf`` checks, ``dropout``, matmul), which is slower than the
 official ``nn.MultiheadAttention``. :func:`attention_with_dropout` computes the same thing in fewer passes over
-the ``(B, h, L, L)`` matrix: one scale on ``q``, a plain softmax (no fully masked rows here), the dropout mask
-drawn exactly as ``F.dropout`` draws it (``bernoulli_(1 - p)`` on a tensor of the attention's shape, so the random
-stream and the mask are the same) and its ``1 / (1 - p)`` applied to the ``(B, h, L, d_h)`` output instead of the
-matrix. Results equal the SDPA math path up to float rounding (``tests/test_train_speed.py``).
+the ``(B, h, L, L)`` matrix: one scale on ``q``, a plain softmax (no fully masked rows here), a boolean keep mask
+and its ``1 / (1 - p)`` applied to the ``(B, h, L, d_h)`` output instead of the matrix. The mask comes from
+:func:`~poserepro.models.layers.dropout.keep_mask`: on CPU a NumPy SFC64 draw (the same Bernoulli(1 − p), much
+faster than ``bernoulli_``'s serial loop), or with ``dropout_rng = "torch"`` exactly the draw ``F.dropout`` makes,
+and then the results equal the SDPA math path up to float rounding (``tests/test_train_speed.py``).
 """
 
 from __future__ import annotations
@@ -19,23 +20,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dropout import DropoutRng, keep_mask
+
 
 def attention_with_dropout(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float, mask: torch.Tensor | None = None,
-    scale: float | None = None,
+    scale: float | None = None, rng: DropoutRng = "fast",
 ) -> torch.Tensor:
     """``dropout(softmax(q·kᵀ·scale [masked]), p) · v`` for ``q (…, Lq, d_h)``, ``k, v (…, Lk, d_h)``.
 
     ``mask`` is boolean, broadcastable to ``(…, Lq, Lk)``, ``True`` where attending is allowed (SDPA's
-    convention); every query row must keep at least one key. ``scale`` defaults to ``d_h ** -0.5``.
+    convention); every query row must keep at least one key. ``scale`` defaults to ``d_h ** -0.5``. ``rng``:
+    how the dropout mask is drawn (:func:`~poserepro.models.layers.dropout.keep_mask`).
     """
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     logits = (q * scale) @ k.transpose(-2, -1)
     if mask is not None:
         logits = logits.masked_fill(~mask, float("-inf"))
     attn = logits.softmax(dim=-1)
-    # the draw F.dropout makes (the CPU kernel draws the same numbers for any dtype), kept as a bool mask
-    keep = torch.empty_like(attn, dtype=torch.bool).bernoulli_(1.0 - p)
+    keep = keep_mask(attn.shape, p, attn.device, rng)  # rng="torch": F.dropout's own draw, as a bool mask
     return (torch.where(keep, attn, 0.0) @ v) * (1.0 / (1.0 - p))
 
 
@@ -57,6 +60,8 @@ class MultiheadAttention(nn.Module):
         self.dropout = dropout
         #: training with dropout on CPU: :func:`attention_with_dropout` instead of SDPA's math path
         self.fast_dropout = True
+        #: how that path draws its masks: "fast" (NumPy SFC64 on CPU) or "torch" (F.dropout's bernoulli_ draw)
+        self.dropout_rng: DropoutRng = "fast"
         self.in_proj_weight = nn.Parameter(torch.empty(3 * d_model, d_model))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * d_model))
         self.out_proj = nn.Linear(d_model, d_model)
@@ -112,7 +117,7 @@ class MultiheadAttention(nn.Module):
             weights = attn.mean(dim=1) if average_attn_weights else attn
             out = F.dropout(attn, p) @ v
         elif p > 0.0 and q.device.type == "cpu" and self.fast_dropout:
-            out = attention_with_dropout(q, k, v, p, mask)
+            out = attention_with_dropout(q, k, v, p, mask, rng=self.dropout_rng)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         out = out.transpose(1, 2).reshape(bsz, lq, d)
