@@ -4,8 +4,11 @@
 Variants (interleaved in one process, order rotated every repeat, 2 threads; the same weights and batch):
 
 * ``all``: what ``poserepro eval`` / ``poserepro train`` run (channels-last convolutions, fused optimiser step,
-  attention dropout without SDPA's CPU math path, BTranspose MHSA on SDPA's fused kernel);
+  attention dropout without SDPA's CPU math path, dropout masks from NumPy's SFC64 stream, BTranspose MHSA on
+  SDPA's fused kernel; the forward on an eval-only copy with BatchNorm folded into the convolutions);
 * ``-channels_last``: contiguous (NCHW) convolutions;
+* ``-fold_bn``: the forward of the unfolded network (forward only);
+* ``-fast_masks``: every dropout mask drawn by ``bernoulli_`` as ``F.dropout`` draws it (training only);
 * ``-fused_optim``: PyTorch's default per-parameter optimiser loop (training only);
 * ``-fast_dropout``: SDPA's dropout path for the encoder attention (training only, where dropout > 0);
 * ``-mhsa_fused``: BTranspose's MHSA through SDPA's math path (q/k and v of unequal head width; BTranspose only);
@@ -37,11 +40,13 @@ import speed_official_vs_ours as official  # noqa: E402
 from poserepro.bench.runner import hardware_name  # noqa: E402
 from poserepro.bench.train_speed import synthetic_batch, train_recipe  # noqa: E402
 from poserepro.engine.build import build_model, to_channels_last  # noqa: E402
+from poserepro.engine.evaluate import inference_copy  # noqa: E402
 from poserepro.engine.loop import train_step  # noqa: E402
 from poserepro.engine.schedules import build_optimizer  # noqa: E402
 from poserepro.families import family_of  # noqa: E402
 from poserepro.models.backbones.botnet import GridMHSA  # noqa: E402
 from poserepro.models.layers.attention import MultiheadAttention  # noqa: E402
+from poserepro.models.layers.dropout import Dropout  # noqa: E402
 from poserepro.recipes import load_recipe  # noqa: E402
 
 KEY = ("model", "mode", "batch", "variant")
@@ -69,7 +74,8 @@ def variants(key: str, batch: int, modes: list[str]) -> tuple[dict[str, Callable
     has_mhsa = any(isinstance(m, GridMHSA) for m in base.modules())
 
     def make(channels_last: bool = True, fused: bool | None = None, fast_dropout: bool = True,
-             mhsa_fused: bool = True) -> tuple[torch.nn.Module, Callable[[], object], Callable[[], object]]:
+             mhsa_fused: bool = True, fold_bn: bool = True, fast_masks: bool = True,
+             ) -> tuple[torch.nn.Module, Callable[[], object], Callable[[], object]]:
         m = copy.deepcopy(base)
         if channels_last:
             to_channels_last(m)
@@ -77,7 +83,14 @@ def variants(key: str, batch: int, modes: list[str]) -> tuple[dict[str, Callable
             _switch(m, MultiheadAttention, "fast_dropout")
         if not mhsa_fused:
             _switch(m, GridMHSA, "fused_kernel")
+        if not fast_masks:
+            for mod in m.modules():
+                if isinstance(mod, MultiheadAttention):
+                    mod.dropout_rng = "torch"
+                if isinstance(mod, Dropout):
+                    mod.rng = "torch"
         r = train_recipe("", stem, hw, channels_last=channels_last)
+        ev = inference_copy(m, r, cpu) if fold_bn else m
         opt = build_optimizer(m, r.optim, batch, fused=fused)
         scaler = torch.amp.GradScaler("cpu", enabled=False)
         crit = family.criterion(r, m, cpu)
@@ -85,7 +98,7 @@ def variants(key: str, batch: int, modes: list[str]) -> tuple[dict[str, Callable
 
         def fwd() -> None:
             with torch.no_grad():
-                m.eval()(data["image"])
+                ev.eval()(data["image"])
 
         def step() -> float:
             m.train()
@@ -102,7 +115,10 @@ def variants(key: str, batch: int, modes: list[str]) -> tuple[dict[str, Callable
         for name, kw in settings.items():
             _, fwd, step = make(**kw)
             out[f"{mode}/{name}"] = fwd if mode == "forward" else step
+        if mode == "forward":
+            out["forward/-fold_bn"] = make(fold_bn=False)[1]
         if mode == "train":
+            out["train/-fast_masks"] = make(fast_masks=False)[2]
             out["train/-fused_optim"] = make(fused=False)[2]
             if has_dropout:
                 out["train/-fast_dropout"] = make(fast_dropout=False)[2]

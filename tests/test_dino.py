@@ -393,3 +393,47 @@ def test_optimizers_and_mixed_precision_run(folder: Path, tmp_path: Path, extra:
     assert math.isfinite(res.last["loss"]) and res.backbone_file is not None
     state = torch.load(res.checkpoint, weights_only=True)
     assert state["optimizer"]["param_groups"][0]["weight_decay"] == pytest.approx(0.04)  # the wd schedule's start
+
+
+def test_encoder_trunk_the_forks_setting(folder: Path, tmp_path: Path) -> None:
+    """``model.trunk=encoder``: the pose model up to its encoder, flattened into the head (BTranspose's fork); the
+    teacher file keeps the pose model's names and ``dino:PATH`` loads its ``backbone.*`` as the fork does."""
+    rec = _tiny(folder, "train.epochs=1", "optim.warmup_epochs=0", "model.trunk=encoder", "model.pool=flatten",
+                "data.local_crops=0")
+    from poserepro.pretrain.train import build_student
+
+    student = build_student(rec)
+    d_model = student.backbone.encoder.layers[0].linear1.in_features
+    assert student.head.mlp[0].in_features == d_model * (32 // 8) * (32 // 8)  # d·h·w of the memory at stride 8
+    res = pretrain_dino(rec, tmp_path / "r")
+    state = torch.load(res.backbone_file, weights_only=True)["teacher"]
+    assert {k.split(".")[0] for k in state} >= {"backbone", "reduce", "encoder"} and not any(
+        k.startswith("head.") for k in state)
+    model = create_model("btranspose_smoke", widths=[8, 8, 8, 8], num_layers=1, input_size=(32, 32))
+    line = init_model(model, f"dino:{res.backbone_file}")
+    n = sum(1 for k in model.backbone.state_dict() if not k.endswith("num_batches_tracked"))
+    others = sum(1 for k in state if not k.startswith("backbone.") and not k.endswith("num_batches_tracked"))
+    assert line.startswith(f"loaded {n} / {n} backbone tensors") and f"{others} file tensors unused" in line
+    assert torch.equal(model.backbone.conv1.weight, state["backbone.conv1.weight"])
+
+
+def test_encoder_trunk_refusals() -> None:
+    with pytest.raises(RecipeError, match="local_crops=0"):
+        load_pretrain_recipe("btranspose-smoke-dino", ["model.trunk=encoder", "data.local_crops=2"])
+    from poserepro.pretrain.train import build_student
+
+    rec = load_pretrain_recipe("btranspose-smoke-dino", ["model.trunk=encoder", "data.local_crops=0",
+                                                         "model.name=simplebaseline_smoke", "model.args={}"])
+    with pytest.raises(RecipeError, match="Transformer encoder"):
+        build_student(rec)
+
+
+def test_btranspose_base_recipe_is_the_forks_trunk() -> None:
+    """The base of the -Dino rows pretrains the fork's trunk: C3A1(4) up to its encoder at 256×192, flattened:
+    256 × 32 × 24 = 196,608 features into the head (FACTS §1.5)."""
+    from poserepro.pretrain.multicrop import pose_trunk
+
+    rec = load_pretrain_recipe("btranspose-c3a1-4h-dino")
+    assert (rec.model.trunk, rec.model.pool, rec.data.local_crops) == ("encoder", "flatten", 0)
+    trunk = pose_trunk(rec.model.name, rec.model.args, tuple(rec.data.global_size), rec.model.trunk)
+    assert feature_dim(trunk, tuple(rec.data.global_size), rec.model.pool) == 196_608

@@ -6,6 +6,11 @@ is average-pooled to one vector per crop (``pool="avg"``, what DINO does for Res
 flattened (``pool="flatten"``: what BTranspose's fork feeds its head; it needs one crop size, i.e. no local crops),
 or average-pooled over a fixed ``grid`` of ``(gw, gh)`` cells and flattened (``pool="grid"``: the layout of the
 map kept at a coarse resolution, the same size for every crop resolution, so it works with local crops).
+:func:`pose_trunk` with ``trunk="encoder"`` is what BTranspose's released fork pretrains instead: the whole pose
+model up to its Transformer encoder (backbone, 1×1 reduce, position embedding, encoder; the heatmap head removed),
+whose ``(B, d, h, w)`` memory is flattened into the DINO head (256 × 32 × 24 = 196,608-d at 256×192). Its state
+dict keeps the pose model's names, and ``model.init: dino:PATH`` takes its ``backbone.*`` tensors, as the fork's
+fine-tuning does.
 
 :class:`MultiCropWrapper` runs the backbone once per group of consecutive crops of the same resolution,
 concatenates the features and runs the head once (facebookresearch/dino ``MultiCropWrapper``).
@@ -24,20 +29,39 @@ from ..models.registry import create_model
 from ..weights.keymaps import backbone_module
 
 Pool = Literal["avg", "flatten", "grid"]
+Trunk = Literal["backbone", "encoder"]
+
+
+def _pose_model(model_name: str, model_args: dict[str, Any] | None, input_size: tuple[int, int]) -> nn.Module:
+    args = dict(model_args or {})
+    args.setdefault("input_size", tuple(input_size))
+    try:
+        return create_model(model_name, **args)
+    except TypeError:  # a builder without input_size
+        args.pop("input_size")
+        return create_model(model_name, **args)
 
 
 def pose_backbone(model_name: str, model_args: dict[str, Any] | None = None,
                   input_size: tuple[int, int] = (192, 256)) -> nn.Module:
     """The CNN backbone of the registered model ``model_name`` built with ``model_args`` at ``input_size``
     ``(w, h)`` (BTranspose's MHSA position tensors are sized by it)."""
-    args = dict(model_args or {})
-    args.setdefault("input_size", tuple(input_size))
-    try:
-        model = create_model(model_name, **args)
-    except TypeError:  # a builder without input_size
-        args.pop("input_size")
-        model = create_model(model_name, **args)
-    return backbone_module(model)
+    return backbone_module(_pose_model(model_name, model_args, input_size))
+
+
+def pose_trunk(model_name: str, model_args: dict[str, Any] | None = None, input_size: tuple[int, int] = (192, 256),
+               trunk: Trunk = "backbone") -> nn.Module:
+    """The DINO trunk: the CNN backbone (``"backbone"``, :func:`pose_backbone`) or the pose model up to its
+    encoder (``"encoder"``, the BTranspose fork's: the model with its head replaced by ``nn.Identity``, so that it
+    returns the encoder memory as a ``(B, d, h, w)`` map). Raises ``ValueError`` for a model without an encoder."""
+    if trunk == "backbone":
+        return pose_backbone(model_name, model_args, input_size)
+    model = _pose_model(model_name, model_args, input_size)
+    if not callable(getattr(model, "encode", None)) or not isinstance(getattr(model, "head", None), nn.Module):
+        raise ValueError(f"model.trunk=encoder needs a model with a Transformer encoder and a heatmap head "
+                         f"(TransPose, BTranspose); {model_name} has none: use model.trunk=backbone")
+    model.head = nn.Identity()
+    return model
 
 
 def pool_features(out: Any, pool: Pool = "avg", grid: tuple[int, int] = (2, 2)) -> torch.Tensor:

@@ -24,6 +24,7 @@ class DinoModelCfg:
 
     name: str = "btranspose_c3a1_4h"     # a registered heatmap model; its backbone is the trunk
     args: dict[str, Any] = field(default_factory=dict)
+    trunk: Literal["backbone", "encoder"] = "backbone"  # encoder: the pose model up to its encoder (the fork's)
     pool: Literal["avg", "flatten", "grid"] = "avg"
     grid: tuple[int, int] = (2, 2)       # pool=grid: (gw, gh) cells of the last feature map, flattened
     out_dim: int = 65536
@@ -164,6 +165,9 @@ def check(recipe: PretrainRecipe) -> None:
     check_ranges(recipe, _RANGES)
     if recipe.model.pool == "flatten" and recipe.data.local_crops:
         raise RecipeError("model.pool=flatten needs one crop size: set data.local_crops=0 (as BTranspose's fork)")
+    if recipe.model.trunk == "encoder" and recipe.data.local_crops:
+        raise RecipeError("model.trunk=encoder runs the encoder, whose position embedding has the global crop's "
+                          "size: set data.local_crops=0 (as BTranspose's fork)")
     if recipe.optim.warmup_epochs > recipe.train.epochs:
         raise RecipeError(f"optim.warmup_epochs ({recipe.optim.warmup_epochs}) exceeds train.epochs")
     if recipe.loss.warmup_teacher_temp_epochs > recipe.train.epochs:

@@ -38,12 +38,13 @@ from ..engine import dist
 from ..engine.build import amp_context, resolve_device, seed_everything, to_channels_last
 from ..engine.checkpoint import load_checkpoint, save_checkpoint
 from ..engine.loop import _rng_state, _set_rng_state, _tidy_run_dir
+from ..errors import RecipeError
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text
 from .data import MultiCropDataset, multicrop_dataset
 from .head import DINOHead
 from .knn import ProbeSet, bn_calibrated, build_probe_set, knn_accuracy
 from .loss import DINOLoss
-from .multicrop import MultiCropWrapper, feature_dim, pose_backbone
+from .multicrop import MultiCropWrapper, feature_dim, pose_trunk
 from .optim import build_optimizer, cancel_last_layer_grads, clip_gradients, cosine_schedule, ema_update, param_groups
 from .recipe import PretrainRecipe
 
@@ -64,9 +65,13 @@ class PretrainResult:
 
 
 def build_student(recipe: PretrainRecipe) -> MultiCropWrapper:
-    """The student: the pose model's backbone (at the global crop size) + :class:`DINOHead`."""
+    """The student: the pose model's backbone, or with ``model.trunk=encoder`` the model up to its encoder (at the
+    global crop size), + :class:`DINOHead`."""
     m = recipe.model
-    backbone = pose_backbone(m.name, m.args, tuple(recipe.data.global_size))
+    try:
+        backbone = pose_trunk(m.name, m.args, tuple(recipe.data.global_size), m.trunk)
+    except ValueError as e:
+        raise RecipeError(str(e)) from None
     dim = feature_dim(backbone, tuple(recipe.data.global_size), m.pool, tuple(m.grid))
     head = DINOHead(dim, m.out_dim, m.use_bn_in_head, m.norm_last_layer, m.nlayers, m.hidden_dim, m.bottleneck_dim)
     return MultiCropWrapper(backbone, head, m.pool, tuple(m.grid))
@@ -80,9 +85,11 @@ def make_teacher(student: nn.Module) -> nn.Module:
     return teacher
 
 
-def backbone_state(teacher: MultiCropWrapper) -> dict[str, torch.Tensor]:
-    """``{"backbone.<key>": tensor}`` of the teacher's backbone."""
-    return {f"backbone.{k}": v.detach().clone() for k, v in teacher.backbone.state_dict().items()}
+def backbone_state(teacher: MultiCropWrapper, trunk: str = "backbone") -> dict[str, torch.Tensor]:
+    """``{"backbone.<key>": tensor}`` of the teacher's backbone; for the encoder trunk its pose-model keys
+    (``backbone.*``, ``reduce.*``, ``pos_embed.*``, ``encoder.*``), of which ``dino:PATH`` loads ``backbone.*``."""
+    prefix = "backbone." if trunk == "backbone" else ""
+    return {f"{prefix}{k}": v.detach().clone() for k, v in teacher.backbone.state_dict().items()}
 
 
 def make_loader(dataset: MultiCropDataset, batch_size: int, workers: int, gen: torch.Generator,
@@ -297,6 +304,6 @@ def pretrain_dino(recipe: PretrainRecipe, run_dir: str | Path, resume: bool = Fa
     backbone_file = None
     if done >= epochs and dist.is_main():
         backbone_file = run_dir / BACKBONE_FILE
-        atomic_torch_save(backbone_file, {"teacher": backbone_state(teacher), "recipe": recipe.name,
+        atomic_torch_save(backbone_file, {"teacher": backbone_state(teacher, recipe.model.trunk), "recipe": recipe.name,
                                           "model": recipe.model.name, "epochs": epochs})
     return PretrainResult(run_dir, ckpt_path, backbone_file, done, time.perf_counter() - t0, last, knn_init)
