@@ -165,6 +165,7 @@ class EvalCfg:
     backend: Literal["pycocotools", "xtcocotools", "faster-coco-eval"] = "pycocotools"
     every: int = 0                       # validate on the val split every N epochs during training (0 = off)
     fold_batchnorm: bool = True          # evaluate an eval-only copy with BatchNorm folded into its convolutions
+    channels_last: bool = True           # ... with channels-last convolutions (whatever layout training used)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ Variants (interleaved in one process, order rotated every repeat, 2 threads; the
 * ``all``: what ``poserepro eval`` / ``poserepro train`` run (channels-last convolutions, fused optimiser step,
   attention dropout without SDPA's CPU math path, dropout masks from NumPy's SFC64 stream, BTranspose MHSA on
   SDPA's fused kernel; the forward on an eval-only copy with BatchNorm folded into the convolutions);
-* ``-channels_last``: contiguous (NCHW) convolutions;
+* ``-channels_last``: contiguous (NCHW) convolutions (training step and forward);
 * ``-fold_bn``: the forward of the unfolded network (forward only);
 * ``-fast_masks``: every dropout mask drawn by ``bernoulli_`` as ``F.dropout`` draws it (training only);
 * ``-fused_optim``: PyTorch's default per-parameter optimiser loop (training only);
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import statistics
 import sys
 import time
@@ -90,7 +91,8 @@ def variants(key: str, batch: int, modes: list[str]) -> tuple[dict[str, Callable
                 if isinstance(mod, Dropout):
                     mod.rng = "torch"
         r = train_recipe("", stem, hw, channels_last=channels_last)
-        ev = inference_copy(m, r, cpu) if fold_bn else m
+        ev = inference_copy(m, dataclasses.replace(r, eval=dataclasses.replace(
+            r.eval, fold_batchnorm=fold_bn, channels_last=channels_last)), cpu)
         opt = build_optimizer(m, r.optim, batch, fused=fused)
         scaler = torch.amp.GradScaler("cpu", enabled=False)
         crit = family.criterion(r, m, cpu)

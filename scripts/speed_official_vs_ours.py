@@ -26,10 +26,10 @@ so they are shared copies. Execution settings follow the two code bases:
   shared), ``zero_grad``, ``backward``, (PRTR: ``clip_grad_norm_(0.1)``), ``optimizer.step()`` with PyTorch's
   default (non-fused) Adam / AdamW; the heatmap loop also computes its per-step accuracy on numpy copies;
 * ours forward: ``poserepro eval``'s path (``no_grad``, an eval-only copy with BatchNorm folded into the
-  convolutions unless ``--no-fold-bn``, ``train.channels_last`` convolutions unless
-  ``--contiguous`` names the model: BTranspose's channels-last BatchNorm is slower than its NCHW one on this CPU);
-* ours training step: :func:`poserepro.engine.loop.train_step` with the recipe and ``train.channels_last`` as above
-  (fused optimiser step, attention without SDPA's CPU math path).
+  convolutions unless ``--no-fold-bn``, channels-last convolutions: ``eval.channels_last``);
+* ours training step: :func:`poserepro.engine.loop.train_step` with the recipe and ``train.channels_last`` unless
+  ``--contiguous`` names the model (BTranspose's channels-last BatchNorm is slower than its NCHW one on this CPU;
+  its recipes train NCHW), fused optimiser step, attention without SDPA's CPU math path, fast dropout masks.
 
 Outputs of the two must agree (eval mode) to 1e-4 of the output scale. Variants are interleaved and their order
 rotated every repeat, so the load of a shared machine hits both alike; wall-clock and process CPU time are both
@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import dataclasses
 import io
 import os
 import statistics
@@ -352,8 +353,11 @@ def run_one(key: str, batch: int, modes: list[str], repeats: int, warmup: int,
     ours = copy.deepcopy(base)
     if channels_last:
         to_channels_last(ours)
-    # the forward as `poserepro eval` runs it: an eval-only copy, BatchNorm folded into its convolutions
-    ours_eval = inference_copy(ours, rec, cpu_dev) if fold_bn else ours
+    # the forward as `poserepro eval` runs it: an eval-only copy, BatchNorm folded (unless --no-fold-bn) and
+    # channels-last (eval.channels_last) whatever the layout of the training step
+    if not fold_bn:
+        rec = dataclasses.replace(rec, eval=dataclasses.replace(rec.eval, fold_batchnorm=False))
+    ours_eval = inference_copy(ours, rec, cpu_dev)
     data = synthetic_batch(base, batch, hw, cpu_dev, heatmap)
     x = data["image"]  # contiguous, as the data loader gives it to `poserepro eval`
     with torch.no_grad():
@@ -417,7 +421,8 @@ def run_one(key: str, batch: int, modes: list[str], repeats: int, warmup: int,
             "official_cpu_ms": f"{oc * 1e3:.1f}", "ours_cpu_ms": f"{uc * 1e3:.1f}",
             "cpu_speedup": f"{oc / uc:.3f}", "ours_images_per_s": f"{batch / uw:.3f}",
             "official_images_per_s": f"{batch / ow:.3f}", "max_abs_diff": f"{diff:.2e}",
-            "ours_layout": "channels_last" if channels_last else "contiguous",
+            "ours_layout": "channels_last" if (rec.eval.channels_last if mode == "forward" else channels_last)
+            else "contiguous",
             "ours_fold_bn": str(fold_bn and mode == "forward"), "ours_compile": str(compile and mode == "train"),
             "repeats": repeats,
             "threads": torch.get_num_threads(), "load_avg_1m": f"{(load0 + load1) / 2:.2f}",
@@ -483,7 +488,8 @@ def main() -> None:
     p.add_argument("--warmup", type=at_least(0), default=1)
     p.add_argument("--threads", type=at_least(1), default=2)
     p.add_argument("--contiguous", nargs="*", default=[], choices=list(MODELS),
-                   help="models whose side of ours runs NCHW (contiguous) instead of channels-last")
+                   help="models whose training step of ours runs NCHW (contiguous) instead of channels-last (the "
+                   "forward runs as poserepro eval runs it: channels-last, eval.channels_last)")
     p.add_argument("--no-fold-bn", action="store_true",
                    help="time our forward without folding BatchNorm into the convolutions (eval.fold_batchnorm=false)")
     p.add_argument("--compile", action="store_true",

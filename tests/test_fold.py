@@ -114,8 +114,8 @@ def test_every_smoke_model_same_outputs(recipe_name: str) -> None:
 
 
 def test_evaluation_runs_a_folded_copy() -> None:
-    """``engine.evaluate.inference_copy`` (eval, validation, and the speed script's forward) folds a copy;
-    ``eval.fold_batchnorm=false`` gives back the model itself."""
+    """``engine.evaluate.inference_copy`` (eval, validation, and the speed script's forward) folds a copy and
+    makes it channels-last; the trained model keeps its layout; both switches off give back the model itself."""
     from poserepro.engine.evaluate import inference_copy
 
     rec = load_recipe("smoke")
@@ -123,5 +123,11 @@ def test_evaluation_runs_a_folded_copy() -> None:
     n = _norms(model)
     copy_ = inference_copy(model, rec, torch.device("cpu"))
     assert copy_ is not model and _norms(copy_) == 0 and _norms(model) == n and model.training
-    off = load_recipe("smoke", ["eval.fold_batchnorm=false"])
+    conv = next(m for m in copy_.modules() if isinstance(m, nn.Conv2d)).weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and conv.shape[2] > 1
+    nchw = load_recipe("smoke", ["train.channels_last=false", "eval.fold_batchnorm=false"])
+    model = build_model(nchw)
+    other = inference_copy(model, nchw, torch.device("cpu"))
+    assert other is not model and _norms(other) == n and next(model.parameters()).is_contiguous()
+    off = load_recipe("smoke", ["eval.fold_batchnorm=false", "eval.channels_last=false"])
     assert inference_copy(model, off, torch.device("cpu")) is model

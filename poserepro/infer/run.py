@@ -22,11 +22,11 @@ import torch
 from torch import nn
 
 from ..draw import draw_box, draw_results
+from ..engine.evaluate import inference_copy
 from ..errors import DataError
 from ..evaluation.coco import write_results
 from ..families import family_of
 from ..io import atomic_output, atomic_write_bytes
-from ..models.fold import fold_batchnorm
 from ..recipes import Recipe
 from .boxes import BoxFile, check_matches
 from .predict import WHOLE_IMAGE_PADDING, Frame, detect_boxes, predict_frames, whole_frame_box
@@ -86,11 +86,11 @@ def run_inference(model: nn.Module, recipe: Recipe, sources: Sources, out_dir: P
                   device: torch.device, progress: ProgressFn | None = None) -> Summary:
     """Run ``model`` on every input of ``sources``; see the module docstring for what is written."""
     mode = box_mode(model, opts)
-    if recipe.eval.fold_batchnorm:  # as evaluation runs it: an eval-only copy, BatchNorm folded into the convs
-        model = fold_batchnorm(model.to(device))[0]
-        if opts.detector is not None:
-            det, det_recipe = opts.detector
-            opts = dataclasses.replace(opts, detector=(fold_batchnorm(det.to(device))[0], det_recipe))
+    # as evaluation runs them: eval-only copies, BatchNorm folded into the convolutions, channels-last
+    model = inference_copy(model, recipe, device)
+    if opts.detector is not None:
+        det, det_recipe = opts.detector
+        opts = dataclasses.replace(opts, detector=(inference_copy(det, det_recipe, device), det_recipe))
     summary = Summary(skipped=list(sources.skipped))
     if not sources.images and not sources.videos:
         raise DataError("no usable input: " + "; ".join(f"{s.path}: {s.reason}" for s in sources.skipped)
