@@ -51,13 +51,19 @@ def test_hand_computed_conv_bn() -> None:
     assert isinstance(net[1], nn.BatchNorm2d) and net.training  # the original is untouched
 
 
-def test_transposed_conv_and_bias_free_conv() -> None:
-    net = nn.Sequential(nn.ConvTranspose2d(3, 4, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
-                        nn.Conv2d(4, 5, 3, padding=1, bias=False), nn.BatchNorm2d(5))
+def _fold_all(net: nn.Module, count: int) -> nn.Module:
+    """``net`` (statistics randomised, eval mode) folded: exactly ``count`` pairs, no BatchNorm left."""
     _randomise_bn(net)
     net.eval()
     folded, n = fold_batchnorm(net)
-    assert n == 2 and _norms(folded) == 0
+    assert n == count and _norms(folded) == 0
+    return folded
+
+
+def test_transposed_conv_and_bias_free_conv() -> None:
+    net = nn.Sequential(nn.ConvTranspose2d(3, 4, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Conv2d(4, 5, 3, padding=1, bias=False), nn.BatchNorm2d(5))
+    folded = _fold_all(net, 2)
     x = torch.randn(2, 3, 5, 6)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), net(x), atol=1e-5, rtol=1e-5)
@@ -68,10 +74,7 @@ def test_resnet50_every_batchnorm_folded() -> None:
     for norm in (None, FrozenBatchNorm2d):
         net = resnet50(norm=norm) if norm else resnet50()
         assert _norms(net) == 53
-        _randomise_bn(net)
-        net.eval()
-        folded, n = fold_batchnorm(net)
-        assert n == 53 and _norms(folded) == 0
+        folded = _fold_all(net, 53)
         x = torch.randn(1, 3, 64, 48)
         with torch.no_grad():
             for a, b in zip(net(x), folded(x)):
