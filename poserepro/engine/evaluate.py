@@ -73,9 +73,9 @@ def evaluate(
 def inference_copy(model: nn.Module, recipe: Recipe, device: torch.device) -> nn.Module:
     """The network as evaluation runs it, on ``device``: an eval-only copy with ``eval.fold_batchnorm`` (BatchNorm
     folded into its convolutions: same outputs up to float rounding, one pass fewer per feature map) and
-    ``eval.channels_last`` convolutions (with the BatchNorm folded, faster on this CPU for every family measured,
-    BTranspose included, whose NCHW training avoids channels-last BatchNorm). The trained model is left as it
-    is (layout included); with both switches off it is returned itself."""
+    ``eval.channels_last`` convolutions (with the BatchNorm folded, the faster layout on this CPU for the ResNet-50
+    and BTranspose forwards measured; BTranspose trains NCHW to avoid channels-last BatchNorm). The trained model
+    is left as it is (layout included); with both switches off it is returned itself."""
     model.to(device)
     ev = recipe.eval
     if not ev.fold_batchnorm and not ev.channels_last:
