@@ -58,6 +58,34 @@ def test_frozen_batch_norm_one_pass_equals_the_two_pass_formula() -> None:
     assert bn(cl).is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_frozen_batch_norm_inside_the_convolution(channels_last: bool) -> None:
+    """``conv_norm``: FrozenBatchNorm folded into the convolution in training gives the two modules' output and
+    gradients (input, conv weight, conv bias) to float rounding; any other norm runs as ``norm(conv(x))``."""
+    from poserepro.models.backbones.resnet import conv_norm
+
+    g = torch.Generator().manual_seed(2)
+    bn = FrozenBatchNorm2d(6)
+    for name in ("weight", "bias", "running_mean"):
+        getattr(bn, name).copy_(torch.randn(6, generator=g))
+    bn.running_var.copy_(torch.rand(6, generator=g) + 0.1)
+    for bias in (False, True):
+        conv = torch.nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=bias)
+        x = torch.randn(2, 4, 9, 8, generator=g, requires_grad=True)
+        if channels_last:
+            conv.to(memory_format=torch.channels_last)
+            x = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        ref = bn(conv(x))
+        out = conv_norm(conv, bn, x)
+        assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5)
+        params = [x, conv.weight] + ([conv.bias] if bias else [])
+        grads = torch.autograd.grad(out.square().sum(), params), torch.autograd.grad(ref.square().sum(), params)
+        for a, b in zip(*grads):
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    plain = torch.nn.BatchNorm2d(6).eval()
+    assert torch.equal(conv_norm(conv, plain, x), plain(conv(x)))
+
+
 def _losses(recipe_name: str, fast: bool, steps: int = 3, rng: str = "torch") -> list[float]:
     """Losses of ``steps`` training steps on one fixed batch from fixed weights and RNG, reference or fast path
     (``rng="torch"``: every dropout mask is ``F.dropout``'s own draw, as on the reference path)."""

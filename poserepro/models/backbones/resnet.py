@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 NormFactory = Callable[[int], nn.Module]
@@ -29,10 +30,33 @@ class FrozenBatchNorm2d(nn.Module):
         state_dict.pop(prefix + "num_batches_tracked", None)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(s, t)`` with ``forward(x) = x·s + t`` per channel."""
         scale = self.weight * (self.running_var + self.eps).rsqrt()
-        bias = self.bias - self.running_mean * scale
+        return scale, self.bias - self.running_mean * scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale, bias = self.scale_shift()
         return torch.addcmul(bias[None, :, None, None], x, scale[None, :, None, None])  # one pass over x
+
+
+def conv_norm(conv: nn.Module, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``norm(conv(x))``; a :class:`FrozenBatchNorm2d` after a ``Conv2d`` runs inside the convolution (weights
+    ``W·s``, bias ``b·s + t``), in training as well: the same function and gradients (to the conv weights through
+    ``W·s``) up to float rounding, without the pass over the feature map and its backward. Traced graphs (fvcore
+    FLOP counts, export) keep the two modules."""
+    if isinstance(norm, FrozenBatchNorm2d) and type(conv) is nn.Conv2d and not torch.jit.is_tracing():
+        scale, shift = norm.scale_shift()
+        weight = conv.weight * scale.to(conv.weight.dtype)[:, None, None, None]
+        bias = shift if conv.bias is None else conv.bias * scale + shift
+        return F.conv2d(x, weight, bias.to(weight.dtype), conv.stride, conv.padding, conv.dilation, conv.groups)
+    return norm(conv(x))
+
+
+def _shortcut(downsample: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if isinstance(downsample, nn.Sequential) and len(downsample) == 2:
+        return conv_norm(downsample[0], downsample[1], x)
+    return downsample(x)
 
 
 def batch_norm(momentum: float = 0.1) -> NormFactory:
@@ -61,10 +85,10 @@ class Bottleneck(nn.Module):
             self.downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride=stride, bias=False), norm(out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.relu(self.bn2(self.conv2(y)))
-        y = self.bn3(self.conv3(y))
+        identity = x if self.downsample is None else _shortcut(self.downsample, x)
+        y = self.relu(conv_norm(self.conv1, self.bn1, x))
+        y = self.relu(conv_norm(self.conv2, self.bn2, y))
+        y = conv_norm(self.conv3, self.bn3, y)
         return self.relu(y + identity)
 
 
@@ -133,7 +157,7 @@ class ResNet(nn.Module):
                 p.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.relu(conv_norm(self.conv1, self.bn1, x)))
         outs = []
         for i in range(1, len(self.blocks) + 1):
             x = getattr(self, f"layer{i}")(x)
