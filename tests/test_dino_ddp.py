@@ -84,8 +84,8 @@ def test_center_is_all_reduced_over_ranks(tmp_path: Path) -> None:
     from poserepro.pretrain.loss import DINOLoss
 
     out = str(tmp_path / "center_%d.pt")
-    join_workers(mp.start_processes(_center_rank, args=(_free_port(), out), nprocs=2, join=False, start_method="spawn"),
-          120.0)
+    join_workers(mp.start_processes(_center_rank, args=(_free_port(), out), nprocs=2, join=False,
+                                    start_method="spawn"), 120.0)
     c1 = 0.1 * np.array([0.5, 1.0, 2.0])
     want = np.stack([c1, 0.9 * c1 + 0.1 * np.array([2.0, 1.0, 0.5])])
     np.testing.assert_allclose(np.mean(T1, 0), [0.5, 1.0, 2.0])          # the hand means above
@@ -118,7 +118,7 @@ def test_two_process_pretraining_matches_one_process_on_the_global_batch(tmp_pat
     sgd = ["optim.name=sgd", "optim.lr=0.5"]   # peak lr 0.5 x 8 / 256: the weights move far beyond float noise
     over2 = [*_tiny(folder, batch=4, epochs=2), *sgd]
     join_workers(mp.start_processes(_pretrain_rank, args=(_free_port(), over2, str(tmp_path / "ddp")), nprocs=2,
-                             join=False, start_method="spawn"), 240.0)
+                                    join=False, start_method="spawn"), 240.0)
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

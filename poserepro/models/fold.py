@@ -30,15 +30,14 @@ _CONV_NAME = re.compile(r"^conv(.*)$")
 def _bn_scale_shift(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Per-channel ``(s, t)`` with ``bn(x) = x·s + t`` in eval mode, or None when ``bn`` cannot be folded."""
     if isinstance(bn, FrozenBatchNorm2d):
-        mean, var, weight, bias, eps = bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps
-    elif isinstance(bn, nn.BatchNorm2d) and bn.running_mean is not None and bn.running_var is not None:
-        mean, var, eps = bn.running_mean, bn.running_var, bn.eps
-        weight = bn.weight if bn.weight is not None else torch.ones_like(mean)
-        bias = bn.bias if bn.bias is not None else torch.zeros_like(mean)
-    else:
+        return bn.scale_shift()
+    if not isinstance(bn, nn.BatchNorm2d) or bn.running_mean is None or bn.running_var is None:
         return None
-    scale = weight.detach() * torch.rsqrt(var.detach() + eps)
-    return scale, bias.detach() - mean.detach() * scale
+    mean = bn.running_mean
+    weight = bn.weight.detach() if bn.weight is not None else torch.ones_like(mean)
+    bias = bn.bias.detach() if bn.bias is not None else torch.zeros_like(mean)
+    scale = weight * torch.rsqrt(bn.running_var + bn.eps)
+    return scale, bias - mean * scale
 
 
 def _foldable_conv(conv: nn.Module) -> bool:
@@ -68,17 +67,13 @@ def _fold_children(parent: nn.Module) -> int:
     """Fold the pairs among ``parent``'s direct children in place; returns how many were folded."""
     n = 0
     children = parent._modules
-    pairs: list[tuple[str, str]] = []
-    for name, child in children.items():
-        m = _CONV_NAME.match(name)
-        if m and _foldable_conv(child) and ("bn" + m.group(1)) in children:
-            pairs.append((name, "bn" + m.group(1)))
+    names = list(children)
+    pairs = [(a, "bn" + m.group(1)) for a in names if (m := _CONV_NAME.match(a)) and "bn" + m.group(1) in children]
     if isinstance(parent, nn.Sequential):
-        names = list(children)
-        pairs += [(a, b) for a, b in zip(names, names[1:]) if _foldable_conv(children[a])]
+        pairs += list(zip(names, names[1:]))
     for conv_name, bn_name in pairs:
         conv, bn = children[conv_name], children[bn_name]
-        if conv is None or bn is None or not _foldable_conv(conv):
+        if not _foldable_conv(conv) or bn is None:  # an earlier pair may have turned it into an Identity
             continue
         folded = _fold_pair(conv, bn)  # type: ignore[arg-type]
         if folded is None:

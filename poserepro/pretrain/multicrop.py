@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import RecipeError
 from ..models.registry import create_model
 from ..weights.keymaps import backbone_module
 
@@ -53,12 +54,12 @@ def pose_trunk(model_name: str, model_args: dict[str, Any] | None = None, input_
                trunk: Trunk = "backbone") -> nn.Module:
     """The DINO trunk: the CNN backbone (``"backbone"``, :func:`pose_backbone`) or the pose model up to its
     encoder (``"encoder"``, the BTranspose fork's: the model with its head replaced by ``nn.Identity``, so that it
-    returns the encoder memory as a ``(B, d, h, w)`` map). Raises ``ValueError`` for a model without an encoder."""
+    returns the encoder memory as a ``(B, d, h, w)`` map). A model without an encoder is a :class:`RecipeError`."""
     if trunk == "backbone":
         return pose_backbone(model_name, model_args, input_size)
     model = _pose_model(model_name, model_args, input_size)
     if not callable(getattr(model, "encode", None)) or not isinstance(getattr(model, "head", None), nn.Module):
-        raise ValueError(f"model.trunk=encoder needs a model with a Transformer encoder and a heatmap head "
+        raise RecipeError(f"model.trunk=encoder needs a model with a Transformer encoder and a heatmap head "
                          f"(TransPose, BTranspose); {model_name} has none: use model.trunk=backbone")
     model.head = nn.Identity()
     return model

@@ -38,13 +38,12 @@ from ..engine import dist
 from ..engine.build import amp_context, resolve_device, seed_everything, to_channels_last
 from ..engine.checkpoint import load_checkpoint, save_checkpoint
 from ..engine.loop import _rng_state, _set_rng_state, _tidy_run_dir
-from ..errors import RecipeError
 from ..io import atomic_torch_save, atomic_write_json, atomic_write_text
 from .data import MultiCropDataset, multicrop_dataset
 from .head import DINOHead
 from .knn import ProbeSet, bn_calibrated, build_probe_set, knn_accuracy
 from .loss import DINOLoss
-from .multicrop import MultiCropWrapper, feature_dim, pose_trunk
+from .multicrop import MultiCropWrapper, Trunk, feature_dim, pose_trunk
 from .optim import build_optimizer, cancel_last_layer_grads, clip_gradients, cosine_schedule, ema_update, param_groups
 from .recipe import PretrainRecipe
 
@@ -68,10 +67,7 @@ def build_student(recipe: PretrainRecipe) -> MultiCropWrapper:
     """The student: the pose model's backbone, or with ``model.trunk=encoder`` the model up to its encoder (at the
     global crop size), + :class:`DINOHead`."""
     m = recipe.model
-    try:
-        backbone = pose_trunk(m.name, m.args, tuple(recipe.data.global_size), m.trunk)
-    except ValueError as e:
-        raise RecipeError(str(e)) from None
+    backbone = pose_trunk(m.name, m.args, tuple(recipe.data.global_size), m.trunk)
     dim = feature_dim(backbone, tuple(recipe.data.global_size), m.pool, tuple(m.grid))
     head = DINOHead(dim, m.out_dim, m.use_bn_in_head, m.norm_last_layer, m.nlayers, m.hidden_dim, m.bottleneck_dim)
     return MultiCropWrapper(backbone, head, m.pool, tuple(m.grid))
@@ -85,7 +81,7 @@ def make_teacher(student: nn.Module) -> nn.Module:
     return teacher
 
 
-def backbone_state(teacher: MultiCropWrapper, trunk: str = "backbone") -> dict[str, torch.Tensor]:
+def backbone_state(teacher: MultiCropWrapper, trunk: Trunk = "backbone") -> dict[str, torch.Tensor]:
     """``{"backbone.<key>": tensor}`` of the teacher's backbone; for the encoder trunk its pose-model keys
     (``backbone.*``, ``reduce.*``, ``pos_embed.*``, ``encoder.*``), of which ``dino:PATH`` loads ``backbone.*``."""
     prefix = "backbone." if trunk == "backbone" else ""

@@ -17,10 +17,12 @@ under tracing (fvcore's FLOP counts, export) the masks always come from ``bernou
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 DropoutRng = Literal["fast", "torch"]
@@ -39,9 +41,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     device = torch.device(device)
     if rng == "torch" or device.type != "cpu" or torch.jit.is_tracing():  # traced graphs keep bernoulli_
         return torch.empty(shape, dtype=torch.bool, device=device).bernoulli_(1.0 - p)
-    n = 1
-    for s in shape:
-        n *= int(s)
+    n = math.prod(int(s) for s in shape)
     seed = int(torch.randint(0, 2**63 - 1, (1,), dtype=torch.int64).item())
     raw = np.random.Generator(np.random.SFC64(seed)).bit_generator.random_raw((n + 1) // 2)
     bits = torch.from_numpy(raw.view(np.int32)[:n])
@@ -49,7 +49,11 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True, rng: DropoutRng = "fast") -> torch.Tensor:
-    """``F.dropout(x, p, training)`` with the mask of :func:`keep_mask` (zero, or ``x / (1 − p)``)."""
+    """``F.dropout(x, p, training)`` with the mask of :func:`keep_mask` (zero, or ``x / (1 − p)``); ``F.dropout``
+    itself for ``rng="torch"``, off the CPU and under tracing (traced graphs keep their ``aten::dropout`` node,
+    which fvcore's eval-mode trace counts, :mod:`poserepro.bench.flops`)."""
+    if rng == "torch" or x.device.type != "cpu" or torch.jit.is_tracing():
+        return F.dropout(x, p, training)
     if not training or p == 0.0:
         return x
     keep = keep_mask(x.shape, p, x.device, rng)
@@ -64,6 +68,4 @@ class Dropout(nn.Dropout):
         self.rng: DropoutRng = rng
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.rng == "torch" or x.device.type != "cpu" or torch.jit.is_tracing():
-            return super().forward(x)
         return dropout(x, self.p, self.training, self.rng)
